@@ -1,0 +1,142 @@
+"""Run the whole asset graph (or one experiment of it) in dependency order through Dagster.
+
+The graph mixes unpartitioned, per-experiment and per-arm assets. We cut its topological order into
+segments of assets that share a partitions definition and materialize each segment once per partition
+with Dagster's in-process executor against the persistent instance ($DAGSTER_HOME), so every run,
+materialization and check result is recorded and visible in the UI. A partition whose assets are all
+materialized and newer than every upstream materialization is skipped (nothing stale is recomputed).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from irbench_assets.experiments import parse_arm_key
+
+
+@dataclass
+class Segment:
+    """Consecutive assets (in topological order) that share one partitions definition."""
+
+    partitions_def: dg.PartitionsDefinition | None
+    keys: list[dg.AssetKey] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return ", ".join(k.to_user_string() for k in self.keys)
+
+
+def plan(defs: dg.Definitions, selection: Iterable[dg.AssetKey] | None = None) -> list[Segment]:
+    """Topological order of the (selected) assets, cut into as few same-partitioning segments as possible."""
+    graph = defs.resolve_asset_graph()
+    keys = set(selection) if selection is not None else set(graph.materializable_asset_keys)
+    parents = {k: {p for p in graph.get(k).parent_keys if p in keys} for k in keys}
+    done: set[dg.AssetKey] = set()
+    segments: list[Segment] = []
+    while len(done) < len(keys):
+        ready = sorted((k for k in keys - done if parents[k] <= done), key=lambda k: k.to_user_string())
+        if not ready:
+            raise RuntimeError("cycle in the asset graph")
+        current = segments[-1].partitions_def if segments else None
+        same = [k for k in ready if graph.get(k).partitions_def == current] if segments else []
+        pick = same or [k for k in ready if graph.get(k).partitions_def == graph.get(ready[0]).partitions_def]
+        pdef = graph.get(pick[0]).partitions_def
+        if not segments or segments[-1].partitions_def != pdef or not same:
+            segments.append(Segment(pdef))
+        segments[-1].keys.extend(pick)
+        done.update(pick)
+    return segments
+
+
+def _latest_ts(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None) -> float | None:
+    flt = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None)
+    res = instance.fetch_materializations(flt, limit=1)
+    return res.records[0].timestamp if res.records else None
+
+
+def is_fresh(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[dg.AssetKey], partition: str | None) -> bool:
+    """All ``keys`` materialized for ``partition`` and none older than any of its upstream materializations."""
+    graph = defs.resolve_asset_graph()
+    for key in keys:
+        ts = _latest_ts(instance, key, partition)
+        if ts is None:
+            return False
+        for parent in graph.get(key).parent_keys:
+            ppdef = graph.get(parent).partitions_def
+            mine = graph.get(key).partitions_def
+            if ppdef is None:
+                parent_parts: list[str | None] = [None]
+            elif ppdef == mine:
+                parent_parts = [partition]
+            else:
+                # Different partitioning (arm ↔ experiment): compare against any of the parent's partitions.
+                parent_parts = list(ppdef.get_partition_keys())
+            for pp in parent_parts:
+                pts = _latest_ts(instance, parent, pp)
+                if pts is not None and pts > ts:
+                    return False
+    return True
+
+
+def _partition_keys(seg: Segment, experiments: set[str] | None, arms: set[str] | None) -> list[str | None]:
+    if seg.partitions_def is None:
+        return [None]
+    out: list[str | None] = []
+    for key in seg.partitions_def.get_partition_keys():
+        if "." in key:
+            cfg = parse_arm_key(key)
+            if experiments and cfg.experiment not in experiments:
+                continue
+            if arms and key not in arms:
+                continue
+        elif experiments and key not in experiments:
+            continue
+        out.append(key)
+    return out
+
+
+Reporter = Callable[[str, dict], None]
+
+
+def materialize_all(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    *,
+    selection: Iterable[dg.AssetKey] | None = None,
+    experiments: set[str] | None = None,
+    arms: set[str] | None = None,
+    force: bool = False,
+    report: Reporter | None = None,
+) -> list[dict]:
+    """Materialize every segment × partition in order; returns one record per (segment, partition) step."""
+    say = report or (lambda _ev, _info: None)
+    assets = list(defs.assets or []) + list(defs.asset_checks or [])
+    resources = dict(defs.resources or {})
+    steps = []
+    for seg in plan(defs, selection):
+        for pk in _partition_keys(seg, experiments, arms):
+            if not force and is_fresh(defs, instance, seg.keys, pk):
+                steps.append({"segment": seg.label, "partition": pk, "status": "fresh", "seconds": 0.0})
+                say("skip", steps[-1])
+                continue
+            say("start", {"segment": seg.label, "partition": pk})
+            t0 = time.perf_counter()
+            result = dg.materialize(
+                assets,
+                selection=seg.keys,
+                partition_key=pk,
+                instance=instance,
+                resources=resources,
+                tags={"irbench/segment": seg.keys[0].to_user_string()},
+                raise_on_error=True,
+            )
+            steps.append(
+                {"segment": seg.label, "partition": pk, "status": "ok" if result.success else "failed",
+                 "seconds": round(time.perf_counter() - t0, 2), "run_id": result.run_id}
+            )
+            say("done", steps[-1])
+    return steps

@@ -1,0 +1,1 @@
+"""Stage -1 (MIMIC-IV → MEDS), subject splits, and the Exp3 vocabulary arms."""

@@ -1,0 +1,38 @@
+"""Dagster partitions built from resources/experiments.yaml.
+
+* ``arm_partitions`` — one key per (experiment, handle) pair, ``<experiment>.<handle>``, in file order, so
+  only pairs in the YAML exist and a per-experiment backfill is one contiguous key range.
+* ``experiment_partitions`` — one key per experiment, for experiment-level assets (outcomes, pairwise stats).
+* ``arm_to_experiment`` — the mapping between the two (each arm depends on its experiment's partition).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from irbench_assets.experiments import HandleConfig, all_arm_keys, load_experiments, parse_arm_key
+
+experiment_partitions = dg.StaticPartitionsDefinition(list(load_experiments()))
+arm_partitions = dg.StaticPartitionsDefinition(all_arm_keys())
+
+#: upstream experiment-level partition → the arm partitions of that experiment.
+arm_to_experiment = dg.StaticPartitionMapping(
+    {exp: [cfg.key for cfg in e.handles.values()] for exp, e in load_experiments().items()}
+)
+#: upstream arm partitions → their experiment's partition (e.g. pairwise stats need all arms of it).
+experiment_from_arms = dg.StaticPartitionMapping(
+    {cfg.key: exp for exp, e in load_experiments().items() for cfg in e.handles.values()}
+)
+
+
+def handle_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> HandleConfig:
+    """The HandleConfig of the partition being materialized (fails at once for a pair not in the YAML)."""
+    return parse_arm_key(context.partition_key)
+
+
+def experiment_arm_keys(experiment: str) -> list[str]:
+    """All arm partition keys of one experiment (for a per-experiment backfill)."""
+    exps = load_experiments()
+    if experiment not in exps:
+        raise ValueError(f"unknown experiment {experiment!r}; valid experiments: {', '.join(exps)}")
+    return [cfg.key for cfg in exps[experiment].handles.values()]
