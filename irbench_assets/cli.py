@@ -70,7 +70,8 @@ def _run(args: argparse.Namespace, experiments: set[str] | None, arms: set[str] 
                        f"{info['status']} {info['seconds']:.1f}s")
 
     steps = materialize_all(
-        defs, instance, selection=selection, experiments=experiments, arms=arms, force=args.force, report=report
+        defs, instance, selection=selection, experiments=experiments, arms=arms, force=args.force, report=report,
+        log_level="DEBUG" if args.verbose else "WARNING",
     )
     bar.close()
     total = time.perf_counter() - t0
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         d.add_argument("--force", action="store_true", help="recompute even what is fresh")
         d.add_argument("--timing", help="write per-step timings as JSON here")
         d.add_argument("--quiet", action="store_true")
+        d.add_argument("--verbose", action="store_true", help="show Dagster's step logs on the terminal")
         d.set_defaults(func=func)
 
     j = sub.add_parser("slurm-jobfiles", help="write the sbatch files of every stage for a cluster user")

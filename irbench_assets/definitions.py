@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from irbench_assets.compute.resources import IrbenchSettings
 from irbench_assets.meds.defs import defs as meds_defs
 from irbench_assets.mimic.defs import defs as mimic_defs
+from irbench_assets.outcomes.defs import defs as outcomes_defs
+
+# Partitioned asset checks (one result per experiment/arm partition) are a Dagster preview feature we rely on.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 defs = dg.Definitions.merge(
     mimic_defs,
     meds_defs,
+    outcomes_defs,
     dg.Definitions(resources={"settings": IrbenchSettings()}),
 )

@@ -128,12 +128,17 @@ def all_arm_keys() -> list[str]:
     return [cfg.key for exp in load_experiments().values() for cfg in exp.handles.values()]
 
 
-def get_handle(experiment: str, handle: str) -> HandleConfig:
-    """Look up one handle; an unknown pair fails at once, listing what is valid."""
+def get_experiment(experiment: str) -> Experiment:
+    """One experiment; an unknown name fails at once, listing the valid ones."""
     exps = load_experiments()
     if experiment not in exps:
         raise UnknownArmError(f"unknown experiment {experiment!r}; valid experiments: {', '.join(exps)}")
-    exp = exps[experiment]
+    return exps[experiment]
+
+
+def get_handle(experiment: str, handle: str) -> HandleConfig:
+    """Look up one handle; an unknown pair fails at once, listing what is valid."""
+    exp = get_experiment(experiment)
     if handle not in exp.handles:
         raise UnknownArmError(
             f"{handle!r} is not a handle of {experiment}; valid handles of {experiment}: {', '.join(exp.handles)}"

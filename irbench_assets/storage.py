@@ -31,6 +31,11 @@ def meds_root(settings: Settings) -> Path:
     return runs_dir(settings) / "meds" / "mimiciv-3.1_meds"
 
 
+def exp3_arms_root(settings: Settings) -> Path:
+    """The four Exp3 arm MEDS datasets (meds_<arm>/) and the mapped arm's mappings/meta.json."""
+    return runs_dir(settings) / "exp3" / "arms"
+
+
 def tokenized_dir(settings: Settings, experiment: str, handle: str) -> Path:
     return runs_dir(settings) / "tokenized" / experiment / handle
 

@@ -111,6 +111,7 @@ def materialize_all(
     arms: set[str] | None = None,
     force: bool = False,
     report: Reporter | None = None,
+    log_level: str = "INFO",
 ) -> list[dict]:
     """Materialize every segment × partition in order; returns one record per (segment, partition) step."""
     say = report or (lambda _ev, _info: None)
@@ -132,6 +133,7 @@ def materialize_all(
                 instance=instance,
                 resources=resources,
                 tags={"irbench/segment": seg.keys[0].to_user_string()},
+                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
                 raise_on_error=True,
             )
             steps.append(

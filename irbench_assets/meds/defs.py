@@ -10,10 +10,12 @@ import pyarrow.parquet as pq
 
 from irbench_assets.compute.resources import IrbenchSettings
 from irbench_assets.markdown import frame_to_markdown
+from irbench_assets.meds.exp3_arms import build_exp3_arms, verify_row_fixed
 from irbench_assets.meds.extract import extract_meds, read_meds
 from irbench_assets.meds.splits import SPLITS
 from irbench_assets.mimic.defs import mimic_source
-from irbench_assets.storage import meds_root
+from irbench_assets.settings import resources_dir
+from irbench_assets.storage import exp3_arms_root, meds_root
 
 # Code prefixes that would only come from billing tables (diagnoses_icd, procedures_icd, hcpcsevents, drgcodes).
 BILLING_CODE_PREFIXES = ("DIAGNOSIS", "ICD", "HCPCS", "DRG", "PROCEDURE_ICD")
@@ -153,7 +155,37 @@ def row_reconciliation(settings: IrbenchSettings) -> dg.AssetCheckResult:
     )
 
 
+@dg.asset(
+    group_name="meds",
+    deps=[meds_dataset],
+    kinds={"polars", "parquet"},
+    tags={"irbench/stage": "tokenize"},
+    description="Exp3 vocabulary arms on the ICU cohort (LOS >= 24 h and an ICU stay): native `meds`, "
+    "CLIF-style `mapped`, and the `randomized` / `freqmatched` null controls. Only `code` differs between arms.",
+)
+def exp3_arms(context: dg.AssetExecutionContext, settings: IrbenchSettings) -> dg.MaterializeResult:
+    s = settings.get()
+    meta = build_exp3_arms(meds_root(s), exp3_arms_root(s), resources_dir() / "mappings", seed=s.seed)
+    cov = meta["coverage"]["mapped"]["train"]
+    rows = [{"domain": d, **c} for d, c in cov.items()]
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(exp3_arms_root(s))),
+            "mapped_train_coverage": dg.MetadataValue.md(frame_to_markdown(pl.DataFrame(rows))),
+            "tokenizer_domains": dg.MetadataValue.json(meta.get("tokenizer_domains", ["LAB", "VITAL"])),
+            "summary": dg.MetadataValue.json({k: v for k, v in meta.items() if k not in ("coverage",)}),
+        }
+    )
+
+
+@dg.asset_check(asset=exp3_arms, blocking=True, description="The arms are row-identical except for `code`.")
+def exp3_arms_row_fixed(settings: IrbenchSettings) -> dg.AssetCheckResult:
+    problems = verify_row_fixed(exp3_arms_root(settings.get()))
+    return dg.AssetCheckResult(passed=not problems, metadata={"problems": dg.MetadataValue.json(problems[:20])})
+
+
 defs = dg.Definitions(
-    assets=[meds_dataset],
-    asset_checks=[meds_schema_valid, splits_disjoint_by_subject, no_billing_codes, row_reconciliation],
+    assets=[meds_dataset, exp3_arms],
+    asset_checks=[meds_schema_valid, splits_disjoint_by_subject, no_billing_codes, row_reconciliation,
+                  exp3_arms_row_fixed],
 )
