@@ -132,6 +132,7 @@ class ProcedureItem:
 
     @property
     def unitname(self) -> str:
+        """d_items.unitname / procedureevents.valueuom: minutes for durations, 'None' otherwise."""
         return "min" if self.duration else "None"
 
 

@@ -78,11 +78,6 @@ def _year_start(years: Arr) -> Arr:
     return (np.asarray(years, dtype=np.int64) - 1970).astype("datetime64[Y]").astype("datetime64[s]").astype(np.int64)
 
 
-def _year_of(secs: Arr) -> Arr:
-    """Calendar year of epoch seconds."""
-    return np.asarray(secs, dtype=np.int64).astype("datetime64[s]").astype("datetime64[Y]").astype(np.int64) + 1970
-
-
 def _abs(admit: Arr, a: Arr, h: Arr) -> Arr:
     """Absolute epoch seconds (whole minutes) of ``h`` hours after the admission ``a``."""
     return admit[a] + np.round(np.asarray(h) * 60.0).astype(np.int64) * 60
@@ -526,8 +521,6 @@ def _timeline(rng: Rng, sub: Cols, adm: Cols) -> None:
     adm["admit"] = (admit // 60) * 60
     adm["disch"] = adm["admit"] + los_s
     adm["prev_disch"] = np.where(j > 0, np.roll(adm["disch"], 1), -(1 << 62))
-    age = sub["anchor_age"][sidx] + (_year_of(adm["admit"]) - sub["anchor_year"][sidx])
-    adm["age"] = np.minimum(age, 91)
 
     # categorical fields
     adm["ed_reg"] = adm["admit"] - np.round(np.clip(np.exp(np.log(5) + 0.5 * rng.standard_normal(n)), 0.5, 24) * 60).astype(np.int64) * 60
@@ -594,7 +587,7 @@ def _icu_course(rng: Rng, adm: Cols) -> None:
         hd_aki=icu & ~adm["esrd"] & ~crrt & (rng.random(n) < _sig(-4.8 + 1.3 * rpos)),
         aline=icu & (rng.random(n) < _sig(-0.8 + 0.7 * s + 1.5 * imv + 1.2 * shock + 1.0 * cvicu)),
         weight=np.round(np.clip(72 + 10 * ~adm["female"] + 16 * rng.standard_normal(n), 38, 220), 1),
-        dbp_dip=25 + 10 * np.abs(rng.standard_normal(n)),
+        sbp_dip=25 + 10 * np.abs(rng.standard_normal(n)),
     )
 
 
@@ -685,7 +678,7 @@ class _Channels:
             on, pon, poff = adm["shock_on"][a], adm["press_on"][a], adm["press_off"][a]
             with np.errstate(invalid="ignore", over="ignore"):
                 prof = (_sig((t - on) / 0.5) * (1 - 0.65 * _sig((t - pon - 0.5) / 0.5)) * _sig((poff + 3 - t) / 1.0))
-            out = out - np.nan_to_num(prof) * adm["dbp_dip"][a]
+            out = out - np.nan_to_num(prof) * adm["sbp_dip"][a]
         return out
 
     def natural(self, name: str, a: Arr, t: Arr) -> Arr:
@@ -869,8 +862,8 @@ def _labevents(rng: Rng, ch: _Channels, adm: Cols, seg: Cols, providers: list[st
     item = np.concatenate(r_item)
     spec_local = np.concatenate(r_spec)
     lag = np.concatenate(r_lag)
-    # troponin I instead of T for a few subjects (another assay)
-    trop_i = (item == 51003) & (rng.random(len(item)) < 0.06)
+    # troponin I instead of T for a few admissions (another assay)
+    trop_i = (item == 51003) & (rng.random(len(adm["s"])) < 0.06)[a[rd]]
     item = np.where(trop_i, 51002, item)
     nr = len(rd)
     item_pos = _item_positions(item)
@@ -1109,7 +1102,9 @@ def _procedureevents(rng: Rng, adm: Cols, st: Cols, hd: Cols) -> pl.DataFrame:
     def u(lo: float, hi: float) -> Arr:
         return rng.uniform(lo, hi, ns)
 
-    pick = lambda v: v[a]  # noqa: E731 - per-stay view of an admission array
+    def pick(v: Arr) -> Arr:  # per-stay view of an admission array
+        return v[a]
+
     imv = first & pick(adm["imv"])
     imv_on, imv_off = np.nan_to_num(pick(adm["imv_on"])), np.nan_to_num(pick(adm["imv_off"]))
     one_min = 1 / 60
@@ -1230,7 +1225,9 @@ def _inputevents(rng: Rng, adm: Cols, st: Cols, react: Cols) -> pl.DataFrame:
     def u(lo: float, hi: float) -> Arr:
         return rng.uniform(lo, hi, ns)
 
-    pick = lambda v: v[a]  # noqa: E731 - per-stay view of an admission array
+    def pick(v: Arr) -> Arr:  # per-stay view of an admission array
+        return v[a]
+
     shock = first & pick(adm["shock"])
     pon, poff = np.nan_to_num(pick(adm["press_on"])), np.nan_to_num(pick(adm["press_off"]))
     death = pick(adm["death"])

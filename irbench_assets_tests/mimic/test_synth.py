@@ -104,7 +104,9 @@ def test_output_directory_is_replaced_atomically(tmp_path: Path) -> None:
     out = tmp_path / "mimic"
     out.mkdir()
     (out / "stale.txt").write_text("old")
-    generate_synthetic_mimic(out, 5, seed=1, chunk_admissions=2)
+    calls: list[tuple[int, int]] = []
+    generate_synthetic_mimic(out, 5, seed=1, chunk_admissions=2, progress=lambda d, n: calls.append((d, n)))
+    assert calls == [(2, 5), (4, 5), (5, 5)]
     assert not (out / "stale.txt").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mimic"]  # no temp leftovers
     assert _read(out, "admissions").height == 5
