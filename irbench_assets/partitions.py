@@ -3,7 +3,7 @@
 * ``arm_partitions`` — one key per (experiment, handle) pair, ``<experiment>.<handle>``, in file order, so
   only pairs in the YAML exist and a per-experiment backfill is one contiguous key range.
 * ``experiment_partitions`` — one key per experiment, for experiment-level assets (outcomes, pairwise stats).
-* ``arm_to_experiment`` — the mapping between the two (each arm depends on its experiment's partition).
+* ``experiment_to_arms`` / ``arms_to_experiment`` — the partition mappings between the two levels.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 experiment_partitions = dg.StaticPartitionsDefinition(list(load_experiments()))
 arm_partitions = dg.StaticPartitionsDefinition(all_arm_keys())
 
-#: upstream experiment-level partition → the arm partitions of that experiment.
-arm_to_experiment = dg.StaticPartitionMapping(
+#: upstream experiment-level partition → the arm partitions of that experiment (arm asset depends on experiment asset).
+experiment_to_arms = dg.StaticPartitionMapping(
     {exp: [cfg.key for cfg in e.handles.values()] for exp, e in load_experiments().items()}
 )
-#: upstream arm partitions → their experiment's partition (e.g. pairwise stats need all arms of it).
-experiment_from_arms = dg.StaticPartitionMapping(
+#: upstream arm partition → its experiment's partition (e.g. pairwise stats depend on all arms of it).
+arms_to_experiment = dg.StaticPartitionMapping(
     {cfg.key: exp for exp, e in load_experiments().items() for cfg in e.handles.values()}
 )
 

@@ -36,6 +36,11 @@ def exp3_arms_root(settings: Settings) -> Path:
     return runs_dir(settings) / "exp3" / "arms"
 
 
+def events_dir(settings: Settings, experiment: str, arm: str) -> Path:
+    """The shared, handle-independent event scan of one experiment (one per Exp3 vocabulary arm)."""
+    return runs_dir(settings) / "tokenized" / experiment / "_events" / arm
+
+
 def tokenized_dir(settings: Settings, experiment: str, handle: str) -> Path:
     return runs_dir(settings) / "tokenized" / experiment / handle
 

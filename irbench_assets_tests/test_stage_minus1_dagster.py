@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 import gzip
-import shutil
 from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
 from irbench_assets.compute.resources import IrbenchSettings
 from irbench_assets.definitions import defs
-from irbench_assets.settings import REPO_ROOT, get_settings
+from irbench_assets.settings import get_settings
 from irbench_assets.storage import meds_root
 
 STAGE = ["mimic_source", "meds_dataset"]
 
 
 @pytest.fixture()
-def small_resources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def small_resources(tiny_resources) -> Path:
     """A copy of resources/ whose demo profile generates only 300 admissions."""
-    res = tmp_path / "resources"
-    shutil.copytree(REPO_ROOT / "resources", res)
-    prof = yaml.safe_load((res / "profiles" / "demo.yaml").read_text())
-    prof["synthetic"]["admissions"] = 300
-    prof["meds"]["subjects_per_shard"] = 80
-    (res / "profiles" / "demo.yaml").write_text(yaml.safe_dump(prof))
-    monkeypatch.setenv("IRBENCH_RESOURCES", str(res))
-    return res
+    return tiny_resources({"synthetic": {"admissions": 300}, "meds": {"subjects_per_shard": 80}})
 
 
 def _materialize(instance: dg.DagsterInstance, settings: IrbenchSettings, raise_on_error: bool = True):
@@ -36,7 +27,7 @@ def _materialize(instance: dg.DagsterInstance, settings: IrbenchSettings, raise_
         list(defs.assets) + list(defs.asset_checks),
         selection=STAGE,
         instance=instance,
-        resources={"settings": settings},
+        resources={**defs.resources, "settings": settings},
         raise_on_error=raise_on_error,
     )
 
@@ -67,7 +58,7 @@ def test_stage_minus1_materializes_with_passing_checks(small_resources: Path, tm
         lab.write_bytes(gzip.compress("".join(lines).encode()))
         failed = dg.materialize(
             list(defs.assets) + list(defs.asset_checks), selection=["meds_dataset"], instance=instance,
-            resources={"settings": settings}, raise_on_error=False,
+            resources={**defs.resources, "settings": settings}, raise_on_error=False,
         )
         assert not failed.success
         failures = [e for e in failed.all_events if e.event_type_value == "STEP_FAILURE"]

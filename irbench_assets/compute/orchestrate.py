@@ -112,11 +112,15 @@ def materialize_all(
     force: bool = False,
     report: Reporter | None = None,
     log_level: str = "INFO",
+    resources: dict | None = None,
 ) -> list[dict]:
-    """Materialize every segment × partition in order; returns one record per (segment, partition) step."""
+    """Materialize every segment × partition in order; returns one record per (segment, partition) step.
+
+    ``resources`` override the definitions' resources (tests point ``settings`` at a temporary home).
+    """
     say = report or (lambda _ev, _info: None)
     assets = list(defs.assets or []) + list(defs.asset_checks or [])
-    resources = dict(defs.resources or {})
+    resources = {**(defs.resources or {}), **(resources or {})}
     steps = []
     for seg in plan(defs, selection):
         for pk in _partition_keys(seg, experiments, arms):

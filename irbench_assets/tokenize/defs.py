@@ -11,6 +11,7 @@ from irbench_assets.experiments import get_experiment
 from irbench_assets.markdown import frame_to_markdown
 from irbench_assets.meds.defs import exp3_arms, meds_dataset
 from irbench_assets.meds.exp3_arms import arm_dir
+from irbench_assets.outcomes import icu_cohort
 from irbench_assets.partitions import arm_partitions, experiment_partitions, experiment_to_arms, handle_of
 from irbench_assets.storage import events_dir, exp3_arms_root, meds_root, tokenized_dir
 from irbench_assets.tokenize import load_tokenizer_config, prepare_events, tokenize_handle
@@ -40,10 +41,14 @@ def tokenizer_events(context: dg.AssetExecutionContext, settings: IrbenchSetting
     if len(names) != 1:
         raise ValueError(f"{exp.name}: handles use several tokenizer configs {sorted(names)}; one scan needs one")
     cfg = load_tokenizer_config(names.pop())
+    cohorts = {h.cohort for h in exp.handles.values()}
+    # The ICU cohort (H_ICU) is read from the arm datasets, which already hold only its admissions; passing
+    # the list keeps the prepared events self-describing (the tokenizer refuses a cohort mismatch).
+    hadm_ids = icu_cohort(meds_root(s)).select("hadm_id") if cohorts == {"icu"} else None
     reports = {}
     for arm in _arms_of(exp.name):
-        src = meds_root(s) if arm == "meds" and exp.name != "exp3" else arm_dir(exp3_arms_root(s), arm)
-        reports[arm] = prepare_events(src, cfg, events_dir(s, exp.name, arm))
+        src = arm_dir(exp3_arms_root(s), arm) if hadm_ids is not None else meds_root(s)
+        reports[arm] = prepare_events(src, cfg, events_dir(s, exp.name, arm), hadm_ids=hadm_ids)
         context.log.info(f"{exp.name}/{arm}: {json.dumps(reports[arm]['splits'])}")
     per_split = {
         arm: {sp: {k: r["splits"][sp][k] for k in ("n_admissions", "n_events")} for sp in r["splits"]}
