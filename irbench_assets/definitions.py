@@ -8,6 +8,7 @@ import dagster as dg
 
 from irbench_assets.compute.resource import IrbenchCompute
 from irbench_assets.compute.resources import IrbenchSettings
+from irbench_assets.diagnostics.defs import defs as diagnostics_defs
 from irbench_assets.meds.defs import defs as meds_defs
 from irbench_assets.mimic.defs import defs as mimic_defs
 from irbench_assets.models.defs import defs as models_defs
@@ -27,5 +28,6 @@ defs = dg.Definitions.merge(
     models_defs,
     probes_defs,
     stats_defs,
+    diagnostics_defs,
     dg.Definitions(resources={"settings": IrbenchSettings(), "compute": IrbenchCompute()}),
 )
