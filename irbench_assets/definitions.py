@@ -13,6 +13,7 @@ from irbench_assets.meds.defs import defs as meds_defs
 from irbench_assets.mimic.defs import defs as mimic_defs
 from irbench_assets.models.defs import defs as models_defs
 from irbench_assets.outcomes.defs import defs as outcomes_defs
+from irbench_assets.paper.defs import defs as paper_defs
 from irbench_assets.probes.defs import defs as probes_defs
 from irbench_assets.stats.defs import defs as stats_defs
 from irbench_assets.tokenize.defs import defs as tokenize_defs
@@ -29,5 +30,6 @@ defs = dg.Definitions.merge(
     probes_defs,
     stats_defs,
     diagnostics_defs,
+    paper_defs,
     dg.Definitions(resources={"settings": IrbenchSettings(), "compute": IrbenchCompute()}),
 )

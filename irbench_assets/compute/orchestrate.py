@@ -58,28 +58,36 @@ def _latest_ts(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | 
     return res.records[0].timestamp if res.records else None
 
 
-def is_fresh(defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[dg.AssetKey], partition: str | None) -> bool:
-    """All ``keys`` materialized for ``partition`` and none older than any of its upstream materializations."""
+def _parent_partitions(graph, parent: dg.AssetKey, key: dg.AssetKey, partition: str | None) -> list[str | None]:
+    ppdef = graph.get(parent).partitions_def
+    if ppdef is None:
+        return [None]
+    if ppdef == graph.get(key).partitions_def:
+        return [partition]
+    # Different partitioning (arm ↔ experiment): compare against any of the parent's partitions.
+    return list(ppdef.get_partition_keys())
+
+
+def stale_keys(
+    defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[dg.AssetKey], partition: str | None
+) -> list[dg.AssetKey]:
+    """The keys (in the given topological order) that must be recomputed for ``partition``: never
+    materialized, older than an upstream materialization, or downstream of a stale key of this segment."""
     graph = defs.resolve_asset_graph()
+    stale: list[dg.AssetKey] = []
     for key in keys:
         ts = _latest_ts(instance, key, partition)
-        if ts is None:
-            return False
-        for parent in graph.get(key).parent_keys:
-            ppdef = graph.get(parent).partitions_def
-            mine = graph.get(key).partitions_def
-            if ppdef is None:
-                parent_parts: list[str | None] = [None]
-            elif ppdef == mine:
-                parent_parts = [partition]
-            else:
-                # Different partitioning (arm ↔ experiment): compare against any of the parent's partitions.
-                parent_parts = list(ppdef.get_partition_keys())
-            for pp in parent_parts:
-                pts = _latest_ts(instance, parent, pp)
-                if pts is not None and pts > ts:
-                    return False
-    return True
+        parents = graph.get(key).parent_keys
+        if ts is None or any(p in stale for p in parents):
+            stale.append(key)
+            continue
+        for parent in parents:
+            newer = [pts for pp in _parent_partitions(graph, parent, key, partition)
+                     if (pts := _latest_ts(instance, parent, pp)) is not None and pts > ts]
+            if newer:
+                stale.append(key)
+                break
+    return stale
 
 
 def _partition_keys(seg: Segment, experiments: set[str] | None, arms: set[str] | None) -> list[str | None]:
@@ -124,7 +132,8 @@ def materialize_all(
     steps = []
     for seg in plan(defs, selection):
         for pk in _partition_keys(seg, experiments, arms):
-            if not force and is_fresh(defs, instance, seg.keys, pk):
+            todo = seg.keys if force else stale_keys(defs, instance, seg.keys, pk)
+            if not todo:
                 steps.append({"segment": seg.label, "partition": pk, "status": "fresh", "seconds": 0.0})
                 say("skip", steps[-1])
                 continue
@@ -132,16 +141,17 @@ def materialize_all(
             t0 = time.perf_counter()
             result = dg.materialize(
                 assets,
-                selection=seg.keys,
+                selection=todo,
                 partition_key=pk,
                 instance=instance,
                 resources=resources,
-                tags={"irbench/segment": seg.keys[0].to_user_string()},
+                tags={"irbench/segment": todo[0].to_user_string()},
                 run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
                 raise_on_error=True,
             )
             steps.append(
                 {"segment": seg.label, "partition": pk, "status": "ok" if result.success else "failed",
+                 "assets": [k.to_user_string() for k in todo],
                  "seconds": round(time.perf_counter() - t0, 2), "run_id": result.run_id}
             )
             say("done", steps[-1])
