@@ -33,3 +33,4 @@ defs = dg.Definitions.merge(
     paper_defs,
     dg.Definitions(resources={"settings": IrbenchSettings(), "compute": IrbenchCompute()}),
 )
+del mimic_defs, meds_defs, outcomes_defs, tokenize_defs, models_defs, probes_defs, stats_defs, diagnostics_defs, paper_defs  # one Definitions at module scope
