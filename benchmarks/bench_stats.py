@@ -12,7 +12,9 @@ all of them. Both are single-threaded (``threadpoolctl``). Reported per metric (
 * max |diff| between loop and vectorized values on the common resamples.
 
 Times are CPU seconds of this process (``time.process_time``: user + system), not wall time, so that
-the other jobs on a shared machine do not inflate either arm.
+the other jobs on a shared machine do not inflate either arm. The machine is shared, so the arms are
+interleaved: the loop resamples are split into ``--repeats`` slices, and after each slice every
+vectorized arm runs once in full; vectorized times are the median of the ``--repeats`` runs.
 
 Run:  .venv/bin/python benchmarks/bench_stats.py [--quick]
 """
@@ -87,40 +89,31 @@ def make_data(n: int, seed: int = 0) -> dict[str, tuple[np.ndarray, list[np.ndar
     return {"classification": (y, probs), "regression": (los, preds)}
 
 
-def _best(fn: Callable[[], float], repeats: int) -> float:
-    return min(fn() for _ in range(repeats))
+def _median(xs: list[float]) -> float:
+    return float(np.median(xs))
 
 
 def bench_metric(
     metric: str, y: np.ndarray, p: np.ndarray, plan: ResamplePlan, n_loop: int, chunk: int, repeats: int
 ) -> dict[str, float]:
-    """Loop vs vectorized for one metric and one handle on the plan's resamples."""
+    """Loop vs vectorized for one metric and one handle on the plan's resamples (interleaved)."""
     task = TASK_OF[metric]
     f = LOOP_FUNCS[metric]
     B = plan.n_resamples
     loop_vals = np.empty(n_loop)
     t_loop = t_draw_loop = 0.0
-    for b in range(n_loop):
-        t0 = time.process_time()
-        idx = plan.bootstrap_indices(b)
-        t1 = time.process_time()
-        loop_vals[b] = f(y[idx], p[idx])
-        t_loop += time.process_time() - t1
-        t_draw_loop += t1 - t0
-    scale = B / n_loop
     scorer = Scorer(y, {"h": p}, task, [metric])
+    vals = np.empty(B)
 
     def vec() -> float:
         ws = Workspace()
         spent = 0.0
-        vals = np.empty(B)
         for s in range(0, B, chunk):
             e = min(B, s + chunk)
             idx = [plan.bootstrap_indices(b) for b in range(s, e)]  # drawn outside the timer
             t0 = time.process_time()
             vals[s:e] = scorer(counts_from_indices(idx, plan.n_items, ws))["h"][metric]
             spent += time.process_time() - t0
-        vec.vals = vals  # type: ignore[attr-defined]
         return spent
 
     def e2e() -> float:
@@ -128,38 +121,56 @@ def bench_metric(
         bootstrap_distributions(y, {"h": p}, task, plan, [metric], chunk_size=chunk)
         return time.process_time() - t0
 
-    t_vec = _best(vec, repeats)
-    t_e2e = _best(e2e, repeats)
-    vals = vec.vals  # type: ignore[attr-defined]
-    diff = float(np.max(np.abs(vals[:n_loop] - loop_vals)))
+    t_vec, t_e2e = [], []
+    for part in np.array_split(np.arange(n_loop), repeats):
+        for b in part:
+            t0 = time.process_time()
+            idx = plan.bootstrap_indices(int(b))
+            t1 = time.process_time()
+            loop_vals[b] = f(y[idx], p[idx])
+            t_loop += time.process_time() - t1
+            t_draw_loop += t1 - t0
+        t_vec.append(vec())
+        t_e2e.append(e2e())
+    scale = B / n_loop
     return {
         "loop": t_loop * scale,
         "loop_draw": (t_loop + t_draw_loop) * scale,
-        "vec": t_vec,
-        "e2e": t_e2e,
-        "diff": diff,
+        "vec": _median(t_vec),
+        "e2e": _median(t_e2e),
+        "diff": float(np.max(np.abs(vals[:n_loop] - loop_vals))),
     }
 
 
 def bench_permutation(
-    metric: str, y: np.ndarray, p0: np.ndarray, p1: np.ndarray, plan: ResamplePlan, n_loop: int, chunk: int
+    metric: str,
+    y: np.ndarray,
+    p0: np.ndarray,
+    p1: np.ndarray,
+    plan: ResamplePlan,
+    n_loop: int,
+    chunk: int,
+    repeats: int,
 ) -> dict[str, float]:
-    """Paired swap permutations of two handles: loop (2 library calls each) vs vectorized."""
+    """Paired swap permutations of two handles: loop (2 library calls each) vs vectorized (interleaved)."""
     task = TASK_OF[metric]
     f = LOOP_FUNCS[metric]
     loop_vals = np.empty(n_loop)
     t_loop = 0.0
-    for k in range(n_loop):
-        swap = plan.swap_mask(k)
+    t_vec = []
+    deltas: dict[str, np.ndarray] = {}
+    for part in np.array_split(np.arange(n_loop), repeats):
+        for k in part:
+            swap = plan.swap_mask(int(k))
+            t0 = time.process_time()
+            loop_vals[k] = f(y, np.where(swap, p0, p1)) - f(y, np.where(swap, p1, p0))
+            t_loop += time.process_time() - t0
         t0 = time.process_time()
-        loop_vals[k] = f(y, np.where(swap, p0, p1)) - f(y, np.where(swap, p1, p0))
-        t_loop += time.process_time() - t0
-    t0 = time.process_time()
-    _, deltas = permutation_distribution(y, p0, p1, task, plan, [metric], chunk_size=chunk)
-    t_vec = time.process_time() - t0
+        _, deltas = permutation_distribution(y, p0, p1, task, plan, [metric], chunk_size=chunk)
+        t_vec.append(time.process_time() - t0)
     return {
         "loop": t_loop * plan.n_permutations / n_loop,
-        "vec": t_vec,
+        "vec": _median(t_vec),
         "diff": float(np.max(np.abs(deltas[metric][:n_loop] - loop_vals))),
     }
 
@@ -170,16 +181,19 @@ def bench_family(
     preds: list[np.ndarray],
     plan: ResamplePlan,
     chunk: int,
-    metrics: list[str] | None = None,
+    metrics: list[str] | None,
+    repeats: int,
 ) -> tuple[float, float]:
-    """End-to-end bootstrap for 1 and for 4 handles sharing the resamples (``metrics``: all if None)."""
-    times = []
-    for k in (1, 4):
-        t0 = time.process_time()
-        handles = {f"h{i}": preds[i] for i in range(k)}
-        bootstrap_distributions(y, handles, task, plan, metrics, chunk_size=chunk)
-        times.append(time.process_time() - t0)
-    return times[0], times[1]
+    """End-to-end bootstrap for 1 and for 4 handles sharing the resamples (``metrics``: all if None);
+    medians of ``repeats`` interleaved runs."""
+    times: dict[int, list[float]] = {1: [], 4: []}
+    for _ in range(repeats):
+        for k in (1, 4):
+            t0 = time.process_time()
+            handles = {f"h{i}": preds[i] for i in range(k)}
+            bootstrap_distributions(y, handles, task, plan, metrics, chunk_size=chunk)
+            times[k].append(time.process_time() - t0)
+    return _median(times[1]), _median(times[4])
 
 
 def main() -> None:
@@ -188,36 +202,42 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=60_000)
     ap.add_argument("--resamples", type=int, default=2000)
     ap.add_argument("--loop", type=int, default=100, help="resamples scored by the reference loop")
-    ap.add_argument("--chunk", type=int, default=None, help="resamples per chunk (default: auto_chunk(n))")
-    ap.add_argument("--repeats", type=int, default=2, help="vectorized timings: best of this many")
+    ap.add_argument("--chunk", type=int, default=None, help="resamples per chunk (default: auto_chunk)")
+    ap.add_argument("--repeats", type=int, default=3, help="vectorized timings: median of this many")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "stats.md")
     args = ap.parse_args()
     if args.quick:
         args.n, args.resamples, args.loop, args.repeats = 20_000, 400, 20, 1
     warnings.simplefilter("ignore")
-    args.chunk = args.chunk or auto_chunk(args.n)
+    chunks = {t: args.chunk or auto_chunk(args.n, t) for t in ("classification", "regression")}
     data = make_data(args.n)
     plan = ResamplePlan.for_ids(
         np.arange(args.n), "bench", n_resamples=args.resamples, n_permutations=args.resamples
     )
     started = time.perf_counter()
+    load_start = os.getloadavg()[0]
+    n_perm_loop = max(args.loop // 2, 5)
     rows, perm_rows, fam_rows = [], [], []
     with threadpool_limits(1):
         for metric, task in TASK_OF.items():
             y, preds = data[task]
-            r = bench_metric(metric, y, preds[0], plan, args.loop, args.chunk, args.repeats)
+            r = bench_metric(metric, y, preds[0], plan, args.loop, chunks[task], args.repeats)
             rows.append((metric, r))
             print(
                 f"{metric:13s} loop {r['loop']:7.2f}s  vec {r['vec']:6.3f}s ({r['loop'] / r['vec']:5.1f}x)  "
                 f"e2e {r['e2e']:6.3f}s ({r['loop_draw'] / r['e2e']:5.1f}x)  max|diff| {r['diff']:.1e}",
                 flush=True,
             )
-        for metric in ("roc_auc", "spearman_rho"):
-            y, preds = data[TASK_OF[metric]]
-            r = bench_permutation(metric, y, preds[0], preds[1], plan, max(args.loop // 2, 5), args.chunk)
+        for metric in ("roc_auc", "pr_auc", "spearman_rho"):
+            task = TASK_OF[metric]
+            y, preds = data[task]
+            r = bench_permutation(
+                metric, y, preds[0], preds[1], plan, n_perm_loop, chunks[task], args.repeats
+            )
             perm_rows.append((metric, r))
             print(
-                f"perm {metric:13s} loop {r['loop']:7.2f}s  vec {r['vec']:6.3f}s ({r['loop'] / r['vec']:5.1f}x)"
+                f"perm {metric:13s} loop {r['loop']:7.2f}s  vec {r['vec']:6.3f}s ({r['loop'] / r['vec']:5.1f}x)",
+                flush=True,
             )
         loops = dict(rows)
         for label, task, metrics in (
@@ -228,7 +248,7 @@ def main() -> None:
             ("all 4 regression metrics", "regression", None),
         ):
             y, preds = data[task]
-            t1, t4 = bench_family(task, y, preds, plan, args.chunk, metrics)
+            t1, t4 = bench_family(task, y, preds, plan, chunks[task], metrics, args.repeats)
             names = metrics or [m for m, t in TASK_OF.items() if t == task]
             loop = sum(loops[m]["loop_draw"] for m in names)
             fam_rows.append((label, t1, t4, loop))
@@ -240,11 +260,14 @@ def main() -> None:
         "",
         f"Command:\n\n```\n{cmd}\n```",
         "",
-        f"n = {args.n:,} admissions, {args.resamples} bootstrap resamples / permutations, chunk = {args.chunk}; "
-        f"loop arm run on the first {args.loop} resamples (permutations: {max(args.loop // 2, 5)}) of the SAME "
-        f"plan and extrapolated x{args.resamples / args.loop:g}. Single-threaded (threadpoolctl). "
-        f"Host: {platform.machine()}, {os.cpu_count()} cores (shared with other jobs; load average at "
-        f"the end {os.getloadavg()[0]:.1f}). Total benchmark time {total:.0f} s.",
+        f"n = {args.n:,} admissions, {args.resamples} bootstrap resamples / permutations, chunk = "
+        f"{chunks['classification']} (binary) / {chunks['regression']} (regression) resamples; loop arm run on "
+        f"the first {args.loop} resamples (permutations: {n_perm_loop}) of the SAME plan and extrapolated "
+        f"x{args.resamples / args.loop:g}, split into {args.repeats} slices interleaved with {args.repeats} "
+        f"full runs of every vectorized arm (vectorized times: median). CPU time, single-threaded "
+        f"(threadpoolctl). Host: {platform.machine()}, {os.cpu_count()} cores, shared with other jobs: load "
+        f"average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end. Total benchmark time "
+        f"{total:.0f} s.",
         "",
         "Binary outcome: 10 % prevalence, continuous probabilities. Regression: LOS-like gamma target "
         "rounded to 0.1 h (tied targets), continuous predictions.",
@@ -264,7 +287,7 @@ def main() -> None:
         )
     lines += [
         "",
-        "## Paired swap permutation test, one pair",
+        "## Paired swap permutation test, one pair (end to end, swap draws included)",
         "",
         "| metric | loop (s, extrap.) | vec (s) | ratio | max abs diff |",
         "|---|---:|---:|---:|---:|",

@@ -39,13 +39,21 @@ def handle_metrics(context: dg.AssetExecutionContext, settings: IrbenchSettings)
     s = settings.get()
     h = handle_of(context)
     preds = load_predictions({h.handle: predictions_path(s, h.experiment, h.handle)}, h.experiment)
-    table = handle_metrics_table(preds, families_for(h.experiment), require_all_outcomes=False, **_stats_cfg(settings))
+    table = handle_metrics_table(
+        preds, families_for(h.experiment), require_all_outcomes=False, **_stats_cfg(settings)
+    )
     path = statistics_dir(s) / "handles" / h.experiment / h.handle / "metrics.csv"
     _write_csv(table, path)
     auroc = table.filter(pl.col("metric").is_in(["roc_auc", "spearman_rho"])).select(
-        "family_name", "outcome", "metric", "point", "ci_lo", "ci_hi")
-    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path)), "rows": table.height,
-                                          "auroc_and_rho": dg.MetadataValue.md(frame_to_markdown(auroc, 40))})
+        "family_name", "outcome", "metric", "point", "ci_lo", "ci_hi"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(path)),
+            "rows": table.height,
+            "auroc_and_rho": dg.MetadataValue.md(frame_to_markdown(auroc, 40)),
+        }
+    )
 
 
 @dg.asset(
@@ -64,8 +72,14 @@ def family_statistics(context: dg.AssetExecutionContext, settings: IrbenchSettin
     preds = load_predictions(paths, exp.name)
     cfg = _stats_cfg(settings)
     tables = build_family_tables(
-        preds, families_for(exp.name), baseline=exp.baseline, handles=list(exp.handles), pairs="all",
-        require_all_outcomes=False, n_permutations=int(s.section("stats").get("n_perm", 2000)), **cfg,
+        preds,
+        families_for(exp.name),
+        baseline=exp.baseline,
+        handles=list(exp.handles),
+        pairs="all",
+        require_all_outcomes=False,
+        n_permutations=int(s.section("stats").get("n_perm", 2000)),
+        **cfg,
     )
     out = statistics_dir(s) / exp.name
     for name, df in zip(TABLES, (tables.metrics, tables.pairwise, tables.pairwise_baseline), strict=True):
@@ -78,28 +92,43 @@ def family_statistics(context: dg.AssetExecutionContext, settings: IrbenchSettin
             "n_metric_rows": tables.metrics.height,
             "n_pairwise_rows": tables.pairwise.height,
             "n_significant_vs_baseline": int((base["p_adj"] < 0.05).sum()),
-            "baseline_deltas": dg.MetadataValue.md(frame_to_markdown(
-                base.select("outcome", "metric", "handle1", "delta_raw", "p_raw", "p_adj"), 40)),
+            "baseline_deltas": dg.MetadataValue.md(
+                frame_to_markdown(
+                    base.select("outcome", "metric", "handle1", "delta_raw", "p_raw", "p_adj"), 40
+                )
+            ),
         }
     )
 
 
 @dg.asset_check(
-    asset=family_statistics, blocking=True, partitions_def=experiment_partitions,
+    asset=family_statistics,
+    blocking=True,
+    partitions_def=experiment_partitions,
     description="Complete: every (handle, outcome, metric) that any handle was probed on has a metrics row "
     "for every handle of the experiment, and every baseline pair has a p-value.",
 )
-def statistics_complete(context: dg.AssetCheckExecutionContext, settings: IrbenchSettings) -> dg.AssetCheckResult:
+def statistics_complete(
+    context: dg.AssetCheckExecutionContext, settings: IrbenchSettings
+) -> dg.AssetCheckResult:
     exp = get_experiment(context.partition_key)
     out = statistics_dir(settings.get()) / exp.name
     m = pl.read_csv(out / "all_family_metrics.csv")
-    grid = m.select("outcome", "metric").unique().join(pl.DataFrame({"handle": list(exp.handles)}), how="cross")
-    missing = grid.join(m.select("outcome", "metric", "handle"), on=["outcome", "metric", "handle"], how="anti")
+    grid = (
+        m.select("outcome", "metric").unique().join(pl.DataFrame({"handle": list(exp.handles)}), how="cross")
+    )
+    missing = grid.join(
+        m.select("outcome", "metric", "handle"), on=["outcome", "metric", "handle"], how="anti"
+    )
     b = pl.read_csv(out / "all_family_pairwise_baseline.csv")
     expected_pairs = (len(exp.handles) - 1) * m.select("outcome", "metric").unique().height
     return dg.AssetCheckResult(
         passed=missing.height == 0 and b.height == expected_pairs,
-        metadata={"missing_rows": missing.height, "baseline_rows": b.height, "expected_baseline_rows": expected_pairs},
+        metadata={
+            "missing_rows": missing.height,
+            "baseline_rows": b.height,
+            "expected_baseline_rows": expected_pairs,
+        },
     )
 
 
@@ -115,13 +144,21 @@ def paper_statistics(settings: IrbenchSettings) -> dg.MaterializeResult:
     root = statistics_dir(settings.get())
     meta = {}
     for name in TABLES:
-        parts = [pl.read_csv(root / e / f"{name}.csv") for e in load_experiments() if (root / e / f"{name}.csv").exists()]
+        parts = [
+            pl.read_csv(root / e / f"{name}.csv")
+            for e in load_experiments()
+            if (root / e / f"{name}.csv").exists()
+        ]
         if not parts:
-            raise FileNotFoundError(f"{root}: no experiment has {name}.csv yet; materialize family_statistics first")
+            raise FileNotFoundError(
+                f"{root}: no experiment has {name}.csv yet; materialize family_statistics first"
+            )
         df = pl.concat(parts, how="vertical_relaxed")
         _write_csv(df, root / f"{name}.csv")
         meta[name] = df.height
-    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(root)), "rows": dg.MetadataValue.json(meta)})
+    return dg.MaterializeResult(
+        metadata={"path": dg.MetadataValue.path(str(root)), "rows": dg.MetadataValue.json(meta)}
+    )
 
 
 defs = dg.Definitions(

@@ -5,13 +5,16 @@ resample (item ``i`` drawn ``w_i`` times) or a permutation (item ``i`` taken fro
 described by an integer weight per item. The kernels here take a :class:`Weights` matrix (one row per
 column = resample, one entry per item) and return one metric value per column, using only
 
-* a *linear* aggregation of the weights (a sparse "which group does this item fall in" product, a
-  gather into sorted order with a prefix sum, or a small dense product), and
-* a cheap *finish* on the aggregated arrays (prefix sums over sorted groups, a few sums).
+* gathers of the weights into a precomputed sorted order (one global sort per handle, never one per
+  resample), prefix sums there, and reads of the prefix at precomputed group ends;
+* small dense products for the metrics that are linear in the weights (Brier, ECE, MAE, RMSE, R^2);
+* a cheap *finish* on group-level arrays.
 
-Because the aggregation is linear, the metric of the complementary weights ``1 - W`` (the other handle
-of a swap permutation) costs only a finish. The formulas (tie handling included) are in
-``docs/statistics.md``; every kernel is checked against scikit-learn / scipy in the tests.
+The rank metrics (AUROC, AP) only need prefix sums of counts, so several resamples are packed into one
+64-bit word (:class:`Lanes`: 4 lanes of 16 bits, or 2 of 32) and gathered and prefix-summed together;
+no lane can overflow because every prefix is at most the resample size. The formulas (tie handling
+included) are in ``docs/statistics.md``; every kernel is checked against scikit-learn / scipy in the
+tests.
 
 scikit-learn's metric functions score one sample per call; at 2000 resamples x 60k admissions a loop
 around them is the bottleneck this module removes, which is why the kernels are written here by hand.
@@ -20,12 +23,10 @@ around them is the bottleneck this module removes, which is why the kernels are 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import scipy.sparse as sp
 
 TaskType = Literal["classification", "regression"]
 TASK_TYPES: tuple[TaskType, ...] = ("classification", "regression")
@@ -149,262 +150,195 @@ class Workspace:
         return a
 
 
-@dataclass
-class Weights:
-    """Integer weights of ``c`` columns over ``m`` items, stored resample-major: ``cols`` is (c, m) int32.
+def _buf(ws: Workspace | None, name: str, shape: tuple[int, ...], dtype: type | np.dtype) -> np.ndarray:
+    return np.empty(shape, dtype=dtype) if ws is None else ws.get(name, shape, dtype)
 
-    One column is one bootstrap resample (multiplicities) or one permuted handle (0/1 selections over
-    a pooled item list). ``total`` is each column's total weight (the resample size N). Other layouts
-    are built once on first use and shared by every kernel scoring the same chunk.
+
+class Lanes:
+    """``c`` integer columns over ``m`` items packed into 64-bit words: ``words`` is (ceil(c/L), m) uint64.
+
+    Column ``j`` is lane ``j % L`` of word row ``j // L`` (``L`` = 4 lanes of 16 bits when every total
+    is below 2^16, else 2 lanes of 32 bits). Gathers, prefix sums and differences of non-negative lane
+    values whose results stay below ``2^bits`` act on all lanes at once (no carry crosses a lane), so
+    one ``take`` + ``cumsum`` on the words does the work of ``L`` columns. Unused lanes are zero.
     """
 
-    cols: np.ndarray
-    total: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    ws: Workspace | None = field(default=None, repr=False, compare=False)
+    def __init__(self, n_columns: int, n_items: int, max_total: int, ws: Workspace | None = None) -> None:
+        self.n_columns = n_columns
+        self.n_items = n_items
+        self.bits = 16 if max_total < 1 << 16 else 32
+        self.n_lanes = 64 // self.bits
+        self.lane_dtype = np.dtype(np.uint16 if self.bits == 16 else np.uint32)
+        self.n_words = -(-n_columns // self.n_lanes)
+        self.ws = ws
+        self.words = _buf(ws, "lanes.words", (self.n_words, n_items), np.uint64)
 
-    def buf(self, name: str, shape: tuple[int, ...], dtype: type | np.dtype) -> np.ndarray:
-        """Scratch array for this chunk (from the workspace when there is one)."""
-        return np.empty(shape, dtype=dtype) if self.ws is None else self.ws.get(name, shape, dtype)
+    def lane_view(self, words: np.ndarray) -> np.ndarray:
+        """A (word rows, items, lanes) view of a C-contiguous uint64 array (lane ``l`` = column offset)."""
+        return words.view(self.lane_dtype).reshape(words.shape[0], words.shape[1], self.n_lanes)
 
-    def __post_init__(self) -> None:
-        if self.cols.ndim != 2 or self.cols.dtype != np.int32 or not self.cols.flags.c_contiguous:
-            raise ValueError("Weights.cols must be a C-contiguous (columns, items) int32 matrix")
-        if self.total.size == 0:
-            self.total = self.cols.sum(axis=1, dtype=np.int64)
+    def clear_unused(self) -> None:
+        """Zero the lanes past the last column (the last word row may be partly used)."""
+        used = self.n_columns - (self.n_words - 1) * self.n_lanes
+        if used < self.n_lanes:
+            self.lane_view(self.words)[-1, :, used:] = 0
+
+    def ones_word(self) -> np.uint64:
+        """The word with every lane equal to 1."""
+        w = np.zeros(1, dtype=np.uint64)
+        w.view(self.lane_dtype)[:] = 1
+        return w[0]
+
+    def unpack(self, words: np.ndarray, dtype: type = np.int64) -> np.ndarray:
+        """(word rows, k) uint64 -> (c, k) ``dtype``, one row per column."""
+        p, k = words.shape
+        out = np.empty((p, self.n_lanes, k), dtype=dtype)
+        out[...] = self.lane_view(np.ascontiguousarray(words)).transpose(0, 2, 1)
+        return out.reshape(p * self.n_lanes, k)[: self.n_columns]
+
+
+class Weights:
+    """Integer weights of ``c`` columns over ``m`` items (one column = one resample or permuted handle).
+
+    Built either from a (c, m) int32 matrix ``cols`` or from per-column index arrays (``from_indices``:
+    column ``j`` counts how often each item occurs in ``indices[j]``), which are counted on first use
+    straight into packed words (:class:`Lanes`), the layout every kernel reads. ``cols`` is unpacked
+    from the words on demand. ``total`` is each column's total weight (the resample size N).
+    """
+
+    def __init__(
+        self,
+        cols: np.ndarray | None = None,
+        total: np.ndarray | None = None,
+        ws: Workspace | None = None,
+        *,
+        indices: Sequence[np.ndarray] | None = None,
+        n_items: int | None = None,
+    ) -> None:
+        self.ws = ws
+        self._indices = indices
+        self._cols: np.ndarray | None = None
+        self._lanes: Lanes | None = None
+        self._max_weight: int | None = None
+        self._items_f64: np.ndarray | None = None
+        if cols is not None:
+            if cols.ndim != 2 or cols.dtype != np.int32 or not cols.flags.c_contiguous:
+                raise ValueError("Weights.cols must be a C-contiguous (columns, items) int32 matrix")
+            if cols.size and int(cols.min()) < 0:
+                raise ValueError("Weights.cols must be non-negative")
+            self._cols = cols
+            self._shape = (int(cols.shape[0]), int(cols.shape[1]))
+            tot = cols.sum(axis=1, dtype=np.int64) if total is None or total.size == 0 else total
+        elif indices is not None and n_items is not None:
+            self._shape = (len(indices), int(n_items))
+            tot = np.array([len(i) for i in indices], dtype=np.int64)
+        else:
+            raise ValueError("Weights needs cols, or indices and n_items")
+        self.total = np.asarray(tot, dtype=np.int64)
         if self.total.size and int(self.total.max()) > MAX_EXACT_N:
             raise ValueError(f"resample size {int(self.total.max())} exceeds MAX_EXACT_N={MAX_EXACT_N}")
 
-    @property
-    def n_columns(self) -> int:
-        return int(self.cols.shape[0])
-
-    @property
-    def n_items(self) -> int:
-        return int(self.cols.shape[1])
-
-    @cached_property
-    def items(self) -> np.ndarray:
-        """Item-major copy (m, c) int32, the operand of the sparse group sums."""
-        out = self.buf("w.items", (self.n_items, self.n_columns), np.int32)
-        np.copyto(out, self.cols.T)
-        return out
-
-    @cached_property
-    def f64(self) -> np.ndarray:
-        """The weights as float64 (c, m), exact (small integers), for the dense linear terms."""
-        out = self.buf("w.f64", self.cols.shape, np.float64)
-        np.copyto(out, self.cols)
-        return out
-
-    @cached_property
-    def max_weight(self) -> int:
-        """The largest single weight (bounds the integer rank products)."""
-        return int(self.cols.max(initial=0))
-
-    @cached_property
-    def cube_sum(self) -> np.ndarray:
-        """Per column, sum of w^3 over items: the x tie correction when predictions have no ties."""
-        sq = self.buf("w.sq", self.cols.shape, np.int32 if self.max_weight < 46341 else np.int64)
-        np.multiply(self.cols, self.cols, out=sq, dtype=sq.dtype)
-        return np.einsum("cg,cg->c", sq, self.cols, dtype=np.int64).astype(np.float64)
+    @classmethod
+    def from_indices(
+        cls, indices: Sequence[np.ndarray], n_items: int, ws: Workspace | None = None
+    ) -> Weights:
+        """Multiplicities of resamples given as item-index arrays; counted on first use."""
+        return cls(indices=indices, n_items=n_items, ws=ws)
 
     @classmethod
     def ones(cls, n_items: int, n_columns: int = 1) -> Weights:
         """Unit weights: every item once (the point estimate)."""
         return cls(np.ones((n_columns, n_items), dtype=np.int32))
 
+    def buf(self, name: str, shape: tuple[int, ...], dtype: type | np.dtype) -> np.ndarray:
+        """Scratch array for this chunk (from the workspace when there is one)."""
+        return _buf(self.ws, name, shape, dtype)
 
-def segment_matrix(rows: np.ndarray, n_rows: int, dtype: type = np.int32) -> sp.csr_array:
-    """A (n_rows x n_items) 0/1 CSR matrix with one entry per item (column) at row ``rows[i]``.
+    @property
+    def n_columns(self) -> int:
+        """Number of weight columns (resamples or permuted handles)."""
+        return self._shape[0]
 
-    ``S @ W`` (W item-major) sums the weights of the items of each group: a gather and aggregate in one
-    pass over W.
-    """
-    rows = np.asarray(rows, dtype=np.int64)
-    m = rows.size
-    order = np.argsort(rows, kind="stable")
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_rows), out=indptr[1:])
-    idx_dtype = np.int32 if m < 2**31 - 1 else np.int64
-    return sp.csr_array(
-        (np.ones(m, dtype=dtype), order.astype(idx_dtype), indptr.astype(idx_dtype)), shape=(n_rows, m)
-    )
+    @property
+    def n_items(self) -> int:
+        """Number of items (admissions, or pooled items of a swap test)."""
+        return self._shape[1]
 
+    @property
+    def lanes(self) -> Lanes:
+        """The weights packed into 64-bit words (see :class:`Lanes`), built on first use."""
+        if self._lanes is None:
+            lanes = Lanes(self.n_columns, self.n_items, int(self.total.max(initial=0)), self.ws)
+            nl = lanes.n_lanes
+            if self._cols is None:
+                assert self._indices is not None
+                # counting: each draw adds the column's lane unit to its item's word (no lane can
+                # overflow: a count is at most the column total); np.add.at needs no temporary
+                lanes.words.fill(0)
+                units = np.zeros(nl, dtype=np.uint64)
+                units.view(lanes.lane_dtype).reshape(nl, nl)[np.arange(nl), np.arange(nl)] = 1
+                for j, idx in enumerate(self._indices):
+                    np.add.at(lanes.words[j // nl], idx, units[j % nl])
+            else:
+                view = lanes.lane_view(lanes.words)
+                for j in range(self.n_columns):
+                    view[j // nl, :, j % nl] = self._cols[j]
+                lanes.clear_unused()
+            self._lanes = lanes
+        return self._lanes
 
-def _cube_sum(counts: np.ndarray, bound: int | None = None) -> np.ndarray:
-    """Per row (one column of the weights), the sum of count^3 as float64 (exact below 2^53).
+    @property
+    def cols(self) -> np.ndarray:
+        """(c, m) int32 weights (unpacked from the words when built from indices)."""
+        if self._cols is None:
+            cols = self.buf("w.cols", self._shape, np.int32)
+            cols[...] = self.lanes.unpack(self.lanes.words)
+            self._cols = cols
+        return self._cols
 
-    ``bound`` (the largest count, when known) lets the squares stay in int32.
-    """
-    sq = counts * counts if bound is not None and bound < 46341 else np.square(counts, dtype=np.int64)
-    return np.einsum("cg,cg->c", sq, counts, dtype=np.int64).astype(np.float64)
+    @property
+    def max_weight(self) -> int:
+        """The largest single weight."""
+        if self._max_weight is None:
+            self._max_weight = int(self.cols.max(initial=0))
+        return self._max_weight
 
+    @property
+    def items_f64(self) -> np.ndarray:
+        """The weights as item-major float64, (word rows, m, lanes) (exact small integers), cached."""
+        if self._items_f64 is None:
+            lanes = self.lanes
+            self._items_f64 = self.buf(
+                "w.items_f64", (lanes.n_words, self.n_items, lanes.n_lanes), np.float64
+            )
+            np.copyto(self._items_f64, lanes.lane_view(lanes.words))
+        return self._items_f64
 
-def _prefix(a: np.ndarray) -> np.ndarray:
-    """Inclusive prefix sum along the last axis; int32 suffices (totals are at most MAX_EXACT_N)."""
-    return np.cumsum(a, axis=1, dtype=np.int32)
-
-
-# ------------------------------------------------------------------------------------- binary kernel
-@dataclass
-class BinaryAgg:
-    """Linear aggregates of a weight matrix for the binary kernel (see :class:`BinaryScores`)."""
-
-    pos: np.ndarray | None  # (c, K) int: weight of each positive-score group (ascending score)
-    neg: np.ndarray | None  # (c, 2K+1) int: weight of negatives per bin (between / tied with positives)
-    linear: np.ndarray | None  # (c, 1 + ECE_BINS) float: sum w (p-y)^2, then sum w (y-p) per ECE bin
-
-    def complement(self, ones: BinaryAgg) -> BinaryAgg:
-        """Aggregates of the weights ``1 - w`` given those of ``1`` (one column) and of ``w``."""
-        return BinaryAgg(
-            _minus(ones.pos, self.pos), _minus(ones.neg, self.neg), _minus(ones.linear, self.linear)
-        )
-
-
-def _minus(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
-    return None if a is None or b is None else a - b
-
-
-class BinaryScores:
-    """Precomputed structure of one handle's binary predictions: AUROC, AP, Brier and ECE-15 kernels.
-
-    Positives are grouped by distinct score (K groups, ascending). Each negative falls in one of 2K+1
-    bins: strictly between positive scores k-1 and k (bin 2k) or tied with positive score k (bin
-    2k+1). From the aggregated weights, for positive group g: negatives strictly below = prefix over
-    bins <= 2g, negatives at or below = prefix over bins <= 2g+1, positives at or above = W+ minus the
-    prefix over positive groups < g.
-    """
-
-    def __init__(self, y_true: np.ndarray, y_pred: np.ndarray) -> None:
-        y = np.asarray(y_true) == 1
-        p = np.asarray(y_pred, dtype=np.float64)
-        self.n_items = int(p.size)
-        pos_scores = np.unique(p[y])
-        k = int(pos_scores.size)
-        rows = np.empty(self.n_items, dtype=np.int64)
-        rows[y] = np.searchsorted(pos_scores, p[y])
-        pn = p[~y]
-        below = np.searchsorted(pos_scores, pn, side="left")
-        tie = np.zeros(pn.size, dtype=bool)
-        if k:
-            tie = (below < k) & (pos_scores[np.minimum(below, k - 1)] == pn)
-        rows[~y] = k + 2 * below + tie
-        self.k = k
-        self.S = segment_matrix(rows, 3 * k + 1)
-        ece_bin = np.searchsorted(ECE_EDGES[1:-1], p, side="right")
-        lin = np.zeros((self.n_items, 1 + ECE_BINS), dtype=np.float64)
-        lin[:, 0] = (p - y) ** 2
-        lin[np.arange(self.n_items), 1 + ece_bin] = y - p
-        self.linear_design = lin
-
-    def aggregate(self, w: Weights, metrics: Sequence[str] = BINARY_METRICS) -> BinaryAgg:
-        """Sum the weights per score group / bin, and the linear (Brier, ECE) terms; linear in ``w``.
-
-        Only the parts the requested ``metrics`` need are computed.
-        """
-        pos = neg = linear = None
-        if "roc_auc" in metrics or "pr_auc" in metrics:
-            groups = (self.S @ w.items).T  # (c, 3K+1)
-            pos = np.ascontiguousarray(groups[:, : self.k])
-            neg = np.ascontiguousarray(groups[:, self.k :])
-        if "brier" in metrics or "ece_15" in metrics:
-            linear = w.f64 @ self.linear_design
-        return BinaryAgg(pos, neg, linear)
-
-    def finish(self, agg: BinaryAgg, total: np.ndarray, metrics: Sequence[str]) -> dict[str, np.ndarray]:
-        """Metric values per column from the aggregates; NaN for AUROC/AP where a column has one class."""
-        k = self.k
-        out: dict[str, np.ndarray] = {}
-        total_f = total.astype(np.float64)
-        if "brier" in metrics or "ece_15" in metrics:
-            assert agg.linear is not None
-            if "brier" in metrics:
-                out["brier"] = agg.linear[:, 0] / total_f
-            if "ece_15" in metrics:
-                out["ece_15"] = np.abs(agg.linear[:, 1:]).sum(axis=1) / total_f
-        if "roc_auc" not in metrics and "pr_auc" not in metrics:
-            return out
-        assert agg.pos is not None and agg.neg is not None
-        pos = agg.pos
-        w_pos = pos.sum(axis=1, dtype=np.int64)
-        w_neg = total - w_pos
-        defined = (w_pos > 0) & (w_neg > 0)
-        neg_incl = _prefix(agg.neg)  # (c, 2K+1)
-        neg_below = neg_incl[:, 0 : 2 * k : 2]  # negatives strictly below positive group g
-        if "roc_auc" in metrics:
-            # 2 * (correctly ordered pairs + half the tied pairs) = sum_g P_g (below_g + at_or_below_g)
-            neg_at_or_below = neg_incl[:, 1 : 2 * k + 1 : 2]
-            num2 = np.einsum("cg,cg->c", pos, neg_below + neg_at_or_below, dtype=np.float64)
-            den2 = 2.0 * w_pos * w_neg
-            out["roc_auc"] = np.where(defined, num2 / np.where(defined, den2, 1.0), np.nan)
-        if "pr_auc" in metrics:
-            # precision at threshold u_g = positives scoring >= u_g over everything scoring >= u_g;
-            # where a group holds no positive weight the term is multiplied by 0 (guard 0/0 with max 1)
-            tps = np.cumsum(pos, axis=1, dtype=np.int32)  # counts <= N: int32 is exact and fast
-            np.subtract(pos, tps, out=tps)
-            tps += w_pos.astype(np.int32)[:, None]
-            everything = tps + w_neg.astype(np.int32)[:, None]
-            everything -= neg_below
-            np.maximum(everything, 1, out=everything)
-            prec = tps / everything
-            ap = np.einsum("cg,cg->c", pos, prec, dtype=np.float64) / np.where(defined, w_pos, 1)
-            out["pr_auc"] = np.where(defined, ap, np.nan)
-        return out
+    def dot(self, design: np.ndarray) -> np.ndarray:
+        """``W @ design`` (c, k): the linear aggregates of every column, from the item-major lanes."""
+        wf = self.items_f64
+        p, _, nl = wf.shape
+        out = np.empty((p * nl, design.shape[1]))
+        for r in range(p):
+            out[r * nl : (r + 1) * nl] = wf[r].T @ design
+        return out[: self.n_columns]
 
 
-# --------------------------------------------------------------------------------- regression kernel
-@dataclass
-class YSide:
-    """Per-column y-rank information shared by every handle of a regression outcome.
-
-    ``w`` and ``u = w * 2b`` (c, m) are laid out in the order ``layout`` of the items (y order for a
-    resampled outcome, item order for swap permutations); ``2b`` is twice the item's centred average
-    y-rank within its column. ``den_y = 4 sum w b^2 = (N^3 - sum_g W_g^3) / 3`` over y groups is an
-    exact integer and is 0 exactly when a column holds a single y value (R^2 and Spearman undefined).
-    """
-
-    w: np.ndarray
-    u: np.ndarray
-    den_y: np.ndarray
-    layout: str
+def _cube_sum(counts: np.ndarray, axis: int = 1) -> np.ndarray:
+    """Sum of count^3 along ``axis`` as float64 (exact: the sums stay below 2^53)."""
+    c = counts.astype(np.int64)
+    return np.sum(c * c * c, axis=axis, dtype=np.int64).astype(np.float64)
 
 
-@dataclass
-class RegressionAgg:
-    """Aggregates for one handle: weights and ``w*2b`` per x-group (ascending x), linear terms."""
-
-    wx: np.ndarray | None  # (c, Gx) int32
-    ux: np.ndarray | None  # (c, Gx) int32 or int64
-    cx: np.ndarray | None  # (c, Gx) int32: inclusive prefix of wx (overwritten by finish)
-    linear: np.ndarray | None  # (c, 4) float: sum w|e|, sum w e^2, sum w yc, sum w yc^2
-    cube: np.ndarray | None = None  # (c,) sum over x-groups of wx^3, when known without a pass
-    y_varies: np.ndarray | None = None  # (c,) bool: more than one distinct y in the column
-
-    def complement(self, ones: RegressionAgg, w: Weights | None = None) -> RegressionAgg:
-        """Aggregates of the weights ``1 - w`` given those of ``1`` (one column) and of ``w``.
-
-        Only valid for swap permutations, where each admission stays exactly once per column (so
-        whether y varies is the same for both handles). ``w`` lends its workspace for the outputs.
-        """
-
-        def sub(name: str, a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
-            if a is None or b is None:
-                return None
-            out = w.buf(name, b.shape, b.dtype) if w is not None else None
-            return np.subtract(a, b, out=out)
-
-        return RegressionAgg(
-            sub("c.wx", ones.wx, self.wx),
-            sub("c.ux", ones.ux, self.ux),
-            sub("c.cx", ones.cx, self.cx),
-            _minus(ones.linear, self.linear),
-            None,
-            self.y_varies,
-        )
+def _take_rows(src: np.ndarray, index: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out[r] = src[r][index]`` for every row (``index`` is intp, in range)."""
+    for r in range(src.shape[0]):
+        np.take(src[r], index, out=out[r], mode="clip")
+    return out
 
 
-def _group_bounds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stable sort order, last sorted position of each run of equal values, group id per sorted item."""
+def _sorted_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stable ascending order, last sorted position of each run of equal values, group of each position."""
     order = np.argsort(values, kind="stable")
     sv = values[order]
     new = np.ones(sv.size, dtype=bool)
@@ -414,8 +348,184 @@ def _group_bounds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return order, ends, gid_sorted
 
 
-def _rank_products_fit_int32(w: Weights, max_abs_b2: int) -> bool:
-    return max(w.max_weight, 1) * max_abs_b2 < 2**31
+# ------------------------------------------------------------------------------------- binary kernel
+class BinaryScores:
+    """Precomputed structure of one handle's binary predictions: AUROC, AP, Brier and ECE-15 kernels.
+
+    Items are put in one fixed order: positives by descending score, then negatives by descending
+    score. The inclusive prefix of the weights in that order, read at K + K (+ K) fixed positions,
+    gives per distinct positive score u_g (descending, g = 0..K-1): the positive weight scoring >= u_g
+    (``TP_g``), and, past the positives' block, the negative weight scoring >= u_g and > u_g. Then
+    AP = sum_g P_g TP_g / (TP_g + FP>=_g) / W+ and 2 W+ W- AUROC = sum_g P_g (2 W- - FP>=_g - FP>_g),
+    with P_g = TP_g - TP_{g-1}: scikit-learn's tie handling, in integers.
+    """
+
+    def __init__(self, y_true: np.ndarray, y_pred: np.ndarray) -> None:
+        y = np.asarray(y_true) == 1
+        p = np.asarray(y_pred, dtype=np.float64)
+        self.n_items = int(p.size)
+        pos = np.flatnonzero(y)
+        neg = np.flatnonzero(~y)
+        pos = pos[np.argsort(-p[pos], kind="stable")]
+        neg = neg[np.argsort(-p[neg], kind="stable")]
+        self.order = np.concatenate([pos, neg]).astype(np.intp)
+        n_pos, n_neg = int(pos.size), int(neg.size)
+        ps = p[pos]
+        tp_at = np.flatnonzero(np.append(ps[1:] != ps[:-1], True)) if n_pos else np.zeros(0, np.intp)
+        u = ps[tp_at]  # distinct positive scores, descending
+        neg_asc = p[neg][::-1]
+        ge = n_neg - np.searchsorted(neg_asc, u, side="left")  # negatives scoring >= u_g
+        gt = n_neg - np.searchsorted(neg_asc, u, side="right")  # negatives scoring > u_g
+        self.k = int(u.size)
+        # prefix positions; a negative count c is read at n_pos - 1 + c (then W+ is subtracted)
+        self._at = {
+            "tp": tp_at.astype(np.intp),
+            "ge": (n_pos - 1 + ge).astype(np.intp),
+            "gt": (n_pos - 1 + gt).astype(np.intp),
+        }
+        self._positions: dict[tuple[str, ...], np.ndarray] = {}
+        ece_bin = np.searchsorted(ECE_EDGES[1:-1], p, side="right")
+        lin = np.zeros((self.n_items, 1 + ECE_BINS), dtype=np.float64)
+        lin[:, 0] = (p - y) ** 2
+        lin[np.arange(self.n_items), 1 + ece_bin] = y - p
+        self.linear_design = lin  # dense form, for the swap kernels
+        # Brier and ECE as weighted sums over items sorted by ECE bin: each bin is a contiguous slice
+        self.ece_order = np.argsort(ece_bin, kind="stable").astype(np.intp)
+        self.ece_bounds = np.searchsorted(ece_bin[self.ece_order], np.arange(ECE_BINS + 1))
+        self.brier_sorted = lin[self.ece_order, 0].copy()
+        self.gap_sorted = (y - p)[self.ece_order]
+
+    def positions(self, metrics: Sequence[str]) -> tuple[tuple[str, ...], np.ndarray]:
+        """The prefix positions the requested rank metrics read: parts (tp, ge[, gt]) concatenated."""
+        parts: tuple[str, ...] = ("tp", "ge", "gt") if "roc_auc" in metrics else ("tp", "ge")
+        if parts not in self._positions:
+            self._positions[parts] = np.concatenate([self._at[q] for q in parts]).astype(np.intp)
+        return parts, self._positions[parts]
+
+    def sorted_words(self, w: Weights, name: str = "bin.sorted") -> np.ndarray:
+        """The packed weights gathered into this handle's order (uint64 words, workspace buffer)."""
+        lanes = w.lanes
+        out = w.buf(name, lanes.words.shape, np.uint64)
+        return _take_rows(lanes.words, self.order, out)
+
+    def prefix_values(self, words: np.ndarray, lanes: Lanes, metrics: Sequence[str]) -> np.ndarray:
+        """Prefix-sum the sorted words in place and read them at the metrics' positions.
+
+        Returns (c, P) float64 (exact: the values are counts).
+        """
+        np.cumsum(words, axis=1, out=words)
+        _, at = self.positions(metrics)
+        return lanes.unpack(np.take(words, at, axis=1), np.float64)
+
+    def finish_ranks(
+        self, vals: np.ndarray, total: np.ndarray, metrics: Sequence[str]
+    ) -> dict[str, np.ndarray]:
+        """AUROC / AP per column from the prefix values; NaN where a column holds one class only."""
+        k = self.k
+        out: dict[str, np.ndarray] = {}
+        if k == 0:  # no positive item at all
+            for m in ("roc_auc", "pr_auc"):
+                if m in metrics:
+                    out[m] = np.full(total.size, np.nan)
+            return out
+        tp = vals[:, :k]  # positive weight scoring >= u_g
+        ge = vals[:, k : 2 * k]  # W+ + negative weight scoring >= u_g
+        w_pos = tp[:, k - 1].copy()
+        tot = total.astype(np.float64)
+        defined = (w_pos > 0) & (w_pos < tot)
+        p_g = np.empty_like(tp)  # P_g = TP_g - TP_{g-1}
+        p_g[:, 0] = tp[:, 0]
+        np.subtract(tp[:, 1:], tp[:, :-1], out=p_g[:, 1:])
+        if "roc_auc" in metrics:
+            # 2 (negatives below u_g + half those tied) = 2 W- - FP>= - FP> = 2 N - ge - gt
+            below2 = np.add(ge, vals[:, 2 * k : 3 * k])
+            np.subtract((2 * tot)[:, None], below2, out=below2)
+            num2 = np.einsum("cg,cg->c", p_g, below2)
+            den2 = 2.0 * w_pos * (tot - w_pos)
+            out["roc_auc"] = np.where(defined, num2 / np.where(defined, den2, 1.0), np.nan)
+        if "pr_auc" in metrics:
+            # precision at u_g = TP_g / (everything scoring >= u_g); where P_g = 0 the term is 0
+            everything = np.subtract(tp, w_pos[:, None])
+            everything += ge
+            np.maximum(everything, 1.0, out=everything)
+            np.divide(tp, everything, out=everything)
+            ap = np.einsum("cg,cg->c", p_g, everything)
+            out["pr_auc"] = np.where(defined, ap / np.where(defined, w_pos, 1.0), np.nan)
+        return out
+
+    @staticmethod
+    def finish_linear(linear: np.ndarray, total: np.ndarray, metrics: Sequence[str]) -> dict[str, np.ndarray]:
+        """Brier and ECE-15 from ``(sum w (p-y)^2, sum w (y-p) per ECE bin)`` per column."""
+        out: dict[str, np.ndarray] = {}
+        total_f = total.astype(np.float64)
+        if "brier" in metrics:
+            out["brier"] = linear[:, 0] / total_f
+        if "ece_15" in metrics:
+            out["ece_15"] = np.abs(linear[:, 1:]).sum(axis=1) / total_f
+        return out
+
+    def linear(self, w: Weights) -> np.ndarray:
+        """(c, 1 + ECE_BINS): ``sum w (p-y)^2`` and ``sum w (y-p)`` per ECE bin, from the words gathered
+        into ECE-bin order (one gather for all lanes, then one matrix-vector product per bin)."""
+        lanes = w.lanes
+        words = _take_rows(lanes.words, self.ece_order, w.buf("bin.ece", lanes.words.shape, np.uint64))
+        wf = w.buf("bin.ece_f64", (self.n_items, lanes.n_lanes), np.float64)
+        nl = lanes.n_lanes
+        out = np.zeros((lanes.n_words * nl, 1 + ECE_BINS))
+        for r in range(lanes.n_words):
+            np.copyto(wf, lanes.lane_view(words)[r])
+            rows = out[r * nl : (r + 1) * nl]
+            rows[:, 0] = wf.T @ self.brier_sorted
+            for k in range(ECE_BINS):
+                lo, hi = self.ece_bounds[k], self.ece_bounds[k + 1]
+                if hi > lo:
+                    rows[:, 1 + k] = wf[lo:hi].T @ self.gap_sorted[lo:hi]
+        return out[: w.n_columns]
+
+    def score(self, w: Weights, metrics: Sequence[str] = BINARY_METRICS) -> dict[str, np.ndarray]:
+        """Metric values per weight column (only the requested metrics are computed)."""
+        out: dict[str, np.ndarray] = {}
+        if "brier" in metrics or "ece_15" in metrics:
+            out.update(self.finish_linear(self.linear(w), w.total, metrics))
+        if "roc_auc" in metrics or "pr_auc" in metrics:
+            vals = self.prefix_values(self.sorted_words(w), w.lanes, metrics)
+            out.update(self.finish_ranks(vals, w.total, metrics))
+        return out
+
+
+# --------------------------------------------------------------------------------- regression kernel
+def _rank_dtype(max_total: int) -> type:
+    """float64 when every integer the Spearman sums reach (at most 4 N^3) is exact in it, else int64."""
+    return np.float64 if 4.0 * float(max_total) ** 3 < 2.0**53 else np.int64
+
+
+def _col_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per column, ``sum_i a[i, j] * b[i, j]`` of two (m, L) arrays, as float64 (exact integers)."""
+    if a.dtype == np.float64:
+        return np.diagonal(a.T @ b).copy()  # BLAS; every partial sum is an exact integer
+    return np.einsum("ij,ij->j", a, b, dtype=np.int64).astype(np.float64)
+
+
+def _padded_totals(w: Weights) -> np.ndarray:
+    """Column totals laid out as the lanes, (word rows, lanes); unused lanes 0."""
+    lanes = w.lanes
+    tot = np.zeros(lanes.n_words * lanes.n_lanes, dtype=np.int64)
+    tot[: w.n_columns] = w.total
+    return tot.reshape(lanes.n_words, lanes.n_lanes)
+
+
+@dataclass
+class YSide:
+    """Per-column y-rank information shared by every handle of a regression outcome.
+
+    ``b2`` (word rows, Gy, lanes) is twice the centred average y-rank of each y group (ascending y)
+    in each column, laid out like the weights' lanes; ``den_y = 4 sum w b^2 = (N^3 - sum_g W_g^3) / 3``
+    (c,) is an exact integer, 0 exactly when a column holds a single y value (R^2 and Spearman
+    undefined).
+    """
+
+    b2: np.ndarray
+    den_y: np.ndarray
 
 
 class RegressionTarget:
@@ -426,93 +536,63 @@ class RegressionTarget:
         self.y = y
         self.n_items = int(y.size)
         self.mean = float(y.mean())
-        self.order, self.ends, _ = _group_bounds(y)
+        self.order, self.ends, gid_sorted = _sorted_groups(y)
         self.n_groups = int(self.ends.size)
         self.group_sizes = np.diff(self.ends, prepend=-1)
-        self.largest_group = int(self.group_sizes.max(initial=1))
+        self.group_of_item = np.empty(self.n_items, dtype=np.intp)
+        self.group_of_item[self.order] = gid_sorted
 
     def side(self, w: Weights) -> YSide:
-        """Average y-ranks of every column via a prefix sum over the items in y order."""
-        n_tot = w.total
-        shape = w.cols.shape
-        wy = np.take(
-            w.cols, self.order, axis=1, out=w.buf("y.w", shape, np.int32), mode="clip"
-        )  # weights in y order
-        incl = np.cumsum(wy, axis=1, out=w.buf("y.b2", shape, np.int32))  # N <= MAX_EXACT_N: fits
-        if self.n_groups == self.n_items:  # no tied targets: every item is its own group
-            b2 = incl
-            b2 *= 2
-            b2 -= wy
-            b2 -= n_tot.astype(np.int32)[:, None]
-            den_y = (n_tot.astype(np.float64) ** 3 - w.cube_sum) / 3.0
-        else:
-            end = incl[:, self.ends]  # inclusive prefix at each group's last item
-            start = np.zeros_like(end)
-            start[:, 1:] = end[:, :-1]
-            wg = end - start
-            b2g = end + start - n_tot.astype(np.int32)[:, None]  # 2 (average rank - (N+1)/2)
-            den_y = (n_tot.astype(np.float64) ** 3 - _cube_sum(wg, w.max_weight * self.largest_group)) / 3.0
-            # back to items (y order, groups contiguous): a prefix sum of the jumps at group starts
-            b2 = incl
-            b2[:] = 0
-            b2[:, self.ends[:-1] + 1] = np.diff(b2g, axis=1)
-            b2[:, 0] = b2g[:, 0]
-            np.cumsum(b2, axis=1, out=b2)
-        if _rank_products_fit_int32(w, int(n_tot.max(initial=0))):
-            u = np.multiply(b2, wy, out=b2)  # in the workspace: valid for this chunk
-        else:
-            u = b2.astype(np.int64) * wy
-        return YSide(wy, u, den_y, "y")
+        """Average y-ranks of every column, per y group, from one prefix sum of the words in y order."""
+        lanes = w.lanes
+        words = _take_rows(lanes.words, self.order, w.buf("y.sorted", lanes.words.shape, np.uint64))
+        np.cumsum(words, axis=1, out=words)
+        # float64 is exact here: every value, and every partial sum of cubes, is an integer <= N^3 < 2^53
+        end = lanes.lane_view(np.take(words, self.ends, axis=1)).astype(np.float64)  # (p, Gy, L)
+        wg = end.copy()
+        wg[:, 1:] -= end[:, :-1]
+        tot = _padded_totals(w).astype(np.float64)
+        b2 = end
+        b2 *= 2
+        b2 -= wg
+        b2 -= tot[:, None, :]  # S_g + E_g - N
+        cubes = wg * wg
+        cubes *= wg
+        den = (tot**3 - np.ones(self.n_groups) @ cubes) / 3.0  # sum over groups (BLAS, exact)
+        dtype = _rank_dtype(int(w.total.max(initial=0)))
+        return YSide(b2 if dtype == np.float64 else b2.astype(dtype), den.reshape(-1)[: w.n_columns])
 
     def unit_b2(self) -> tuple[np.ndarray, float]:
         """2 * centred average y-rank per item (item order) with unit weights, and ``4 sum b^2``."""
-        s = self.side(Weights.ones(self.n_items))
-        b2 = np.empty(self.n_items, dtype=np.int64)
-        b2[self.order] = s.u[0]
-        return b2, float(s.den_y[0])
-
-
-def fixed_side(w: Weights, b2_items: np.ndarray, den_y: float) -> YSide:
-    """The y side when every column holds each admission exactly once (swap permutations): the y
-    ranks do not move, so ``2b`` is the unit-weight rank of the admission behind each pooled item."""
-    c = w.n_columns
-    if _rank_products_fit_int32(w, int(np.abs(b2_items).max(initial=0))):
-        u = np.multiply(w.cols, b2_items.astype(np.int32), out=w.buf("fixed.u", w.cols.shape, np.int32))
-    else:
-        u = w.cols.astype(np.int64) * b2_items
-    return YSide(w.cols, u, np.full(c, float(den_y)), "items")
+        n = self.n_items
+        start = self.ends - self.group_sizes + 1  # first sorted position of each group
+        b2g = start + self.ends + 1 - n  # S_g + E_g - N with unit weights
+        b2 = b2g[self.group_of_item].astype(np.int64)
+        return b2, float((float(n) ** 3 - float(_cube_sum(self.group_sizes, axis=0))) / 3.0)
 
 
 class RegressionScores:
     """Precomputed structure of one handle's regression predictions: Spearman, R^2, MAE, RMSE kernels.
 
-    Items are grouped by distinct prediction (x ties). Per column, twice the centred average x-rank of
-    group g is ``2 C_g - W_g - N`` (``C_g`` the inclusive prefix of group weights), so
-    ``4 sum_i w_i a_i b_i = sum_g (2 C_g - W_g) U_g`` (``U_g`` the group sum of ``w * 2b``; the ``-N``
-    term drops because centred ranks sum to zero) and ``4 sum w a^2 = (N^3 - sum_g W_g^3) / 3``.
-    All rank arithmetic is in integers, hence exact.
+    Items are sorted by prediction once. In a column, twice the x-rank of item i plus N is
+    ``A_i = S_g + E_g`` (weight strictly below / at or below its tie group g; ``2 C_i - w_i`` without
+    ties), so ``4 sum w a b = sum_i w_i A_i b2_i`` (the ``N`` term drops because the centred y ranks sum
+    to zero), where ``b2_i`` is the item's y-group value of :class:`YSide`, looked up by a fixed index,
+    and ``4 sum w a^2 = sum_i w_i A_i^2 - N^3``. The prefix sums run on the packed words; the products
+    on item-major (items x lanes) arrays of exact integers (float64 below ``4 N^3 < 2^53``).
     """
 
-    def __init__(self, target: RegressionTarget, y_pred: np.ndarray, *, items_y: np.ndarray | None = None):
+    def __init__(self, target: RegressionTarget, y_pred: np.ndarray) -> None:
         x = np.asarray(y_pred, dtype=np.float64)
-        y = target.y if items_y is None else np.asarray(items_y, dtype=np.float64)
+        y = target.y
         if x.size != y.size:
             raise ValueError(f"{x.size} predictions for {y.size} targets")
-        m = self.n_items = int(x.size)
-        order, ends, gid_sorted = _group_bounds(x)
-        self.n_groups = int(ends.size)
-        gid = np.empty(m, dtype=np.intp)
-        gid[order] = gid_sorted
-        # Positions of the x-sorted items in each YSide layout ("items": identity; "y": y order).
-        self._take: dict[str, np.ndarray] = {"items": order}
-        self._gid: dict[str, np.ndarray] = {"items": gid}
-        if items_y is None:
-            inv_y = np.empty(m, dtype=np.intp)
-            inv_y[target.order] = np.arange(m)
-            self._take["y"] = inv_y[order]
-            self._gid["y"] = gid[target.order]
-        self.ties = self.n_groups < m
-        self._segments: dict[str, sp.csr_array] = {}
+        self.n_items = int(x.size)
+        self.order, self.ends, gid_sorted = _sorted_groups(x)
+        self.n_groups = int(self.ends.size)
+        self.ties = self.n_groups < self.n_items
+        self.gid_sorted = gid_sorted.astype(np.intp)
+        self.y_group_sorted = target.group_of_item[self.order]  # y group of each x-sorted item
         e = x - y
         yc = y - target.mean
         self.y_items = y
@@ -530,74 +610,254 @@ class RegressionScores:
             varies[j] = drawn.size > 0 and drawn.min() != drawn.max()
         return varies
 
-    def aggregate(
+    def spearman(self, w: Weights, side: YSide) -> np.ndarray:
+        """Spearman rho per column; NaN where x or y is constant in the column."""
+        lanes = w.lanes
+        p, nl, m = lanes.n_words, lanes.n_lanes, w.n_items
+        words = _take_rows(lanes.words, self.order, w.buf("x.sorted", lanes.words.shape, np.uint64))
+        np.cumsum(words, axis=1, out=words)
+        prefix = lanes.lane_view(words)  # (p, m, L): inclusive prefix C in x order
+        dt = side.b2.dtype
+        cum = w.buf("x.C", (m, nl), dt)
+        wts = w.buf("x.W", (m, nl), dt)
+        a2 = w.buf("x.A", (m, nl), dt)
+        b2 = w.buf("x.B", (m, nl), dt)
+        num = np.empty((p, nl))
+        waa = np.empty((p, nl))
+        for r in range(p):
+            np.copyto(cum, prefix[r])
+            wts[0] = cum[0]
+            np.subtract(cum[1:], cum[:-1], out=wts[1:])  # w_i
+            if not self.ties:
+                a2[0] = cum[0]
+                np.add(cum[1:], cum[:-1], out=a2[1:])  # A_i = C_i + C_{i-1}
+            else:
+                end = np.take(cum, self.ends, axis=0)  # (Gx, L)
+                ag = 2 * end - np.diff(end, axis=0, prepend=0)  # S_g + E_g
+                np.take(ag, self.gid_sorted, axis=0, out=a2, mode="clip")
+            t = np.multiply(wts, a2, out=wts)  # w A
+            np.take(side.b2[r], self.y_group_sorted, axis=0, out=b2, mode="clip")
+            num[r] = _col_dots(t, b2)
+            waa[r] = _col_dots(t, a2)
+        c = w.n_columns
+        n3 = w.total.astype(np.float64) ** 3
+        den = (waa.reshape(-1)[:c] - n3) * side.den_y  # (4 sum w a^2)(4 sum w b^2)
+        ok = den > 0
+        return np.where(ok, num.reshape(-1)[:c] / np.sqrt(np.where(ok, den, 1.0)), np.nan)
+
+    def score(
         self, w: Weights, side: YSide | None, metrics: Sequence[str] = REGRESSION_METRICS
-    ) -> RegressionAgg:
-        """Weights and ``w*2b`` per x-group in x order (Spearman), plus the linear terms (R^2, MAE,
-        RMSE); linear in (w, w*2b). ``side`` is required for Spearman only."""
-        linear = None
-        if any(m in metrics for m in ("r2", "mae", "rmse")):
-            linear = w.f64 @ self.linear_design
-        y_varies = None
-        if "r2" in metrics:
-            assert linear is not None
-            y_varies = side.den_y > 0 if side is not None else self._y_varies(w, linear)
-        if "spearman_rho" not in metrics:
-            return RegressionAgg(None, None, None, linear, None, y_varies)
-        if side is None:
-            raise ValueError("Spearman needs the y side of the weights (RegressionTarget.side)")
-        if not self.ties:  # the grouping is a permutation: gather instead of a sparse product
-            idx = self._take[side.layout]
-            wx = np.take(side.w, idx, axis=1, out=w.buf("x.w", side.w.shape, side.w.dtype), mode="clip")
-            ux = np.take(side.u, idx, axis=1, out=w.buf("x.u", side.u.shape, side.u.dtype), mode="clip")
-            cx = np.cumsum(wx, axis=1, out=w.buf("x.cx", wx.shape, np.int32))
-            return RegressionAgg(wx, ux, cx, linear, w.cube_sum, y_varies)
-        if side.layout not in self._segments:
-            self._segments[side.layout] = segment_matrix(self._gid[side.layout], self.n_groups, np.int64)
-        s = self._segments[side.layout]
-        wx = np.ascontiguousarray((s @ side.w.T.astype(np.int64)).T, dtype=np.int32)
-        ux = np.ascontiguousarray((s @ side.u.T.astype(np.int64)).T)  # group sums may exceed int32
-        cx = np.cumsum(wx, axis=1, dtype=np.int32)
-        return RegressionAgg(wx, ux, cx, linear, None, y_varies)
-
-    def finish(
-        self,
-        agg: RegressionAgg,
-        total: np.ndarray,
-        den_y: np.ndarray | None,
-        metrics: Sequence[str],
     ) -> dict[str, np.ndarray]:
-        """Metric values per column; Spearman NaN where x or y is constant, R^2 NaN where y is constant.
+        """Metric values per column; ``side`` (:meth:`RegressionTarget.side`) is needed for Spearman.
 
-        ``den_y`` (from the y side) is needed for Spearman only.
+        Spearman is NaN where x or y is constant in a column, R^2 where y is.
         """
-        n_tot = total.astype(np.float64)
         out: dict[str, np.ndarray] = {}
-        if agg.linear is not None:
-            s_abs, s_sq, s_y, s_yy = agg.linear.T
+        n_tot = w.total.astype(np.float64)
+        if any(m in metrics for m in ("r2", "mae", "rmse")):
+            linear = w.dot(self.linear_design)
+            s_abs, s_sq, s_y, s_yy = linear.T
             if "mae" in metrics:
                 out["mae"] = s_abs / n_tot
             if "rmse" in metrics:
                 out["rmse"] = np.sqrt(s_sq / n_tot)
             if "r2" in metrics:
-                assert agg.y_varies is not None
+                ok = side.den_y > 0 if side is not None else self._y_varies(w, linear)
                 ss_tot = s_yy - s_y * s_y / n_tot
-                ok = agg.y_varies
                 out["r2"] = np.where(ok, 1.0 - s_sq / np.where(ok, ss_tot, 1.0), np.nan)
         if "spearman_rho" in metrics:
-            assert agg.wx is not None and agg.ux is not None and agg.cx is not None and den_y is not None
-            a2 = agg.cx  # 2 C_g - W_g, in place: the prefix is not needed afterwards
-            a2 *= 2
-            a2 -= agg.wx
-            num = np.einsum("cg,cg->c", a2, agg.ux, dtype=np.int64)
-            cube = agg.cube if agg.cube is not None else _cube_sum(agg.wx)
-            den_x = (n_tot**3 - cube) / 3.0
-            den = den_x * den_y
-            ok = den > 0
-            out["spearman_rho"] = np.where(
-                ok, num.astype(np.float64) / np.sqrt(np.where(ok, den, 1.0)), np.nan
-            )
+            if side is None:
+                raise ValueError("Spearman needs the y side of the weights (RegressionTarget.side)")
+            out["spearman_rho"] = self.spearman(w, side)
         return out
+
+
+# --------------------------------------------------------------------------- swap permutation kernels
+def _swap_linear(
+    design0: np.ndarray, design1: np.ndarray, swap: np.ndarray, ws: Workspace | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Linear aggregates of both permuted handles: handle 0 takes handle 1's row where ``swap``.
+
+    ``sum_a design0[a] + swap[j, a] (design1[a] - design0[a])`` and the mirror image for handle 1.
+    """
+    diff = design1 - design0
+    s = _buf(ws, "swap.f64", swap.shape, np.float64)
+    np.copyto(s, swap)
+    moved = s @ diff
+    return design0.sum(axis=0) + moved, design1.sum(axis=0) - moved
+
+
+def _handle0_mask(cache: dict[int, np.ndarray], from_handle0: np.ndarray, lanes: Lanes) -> np.ndarray:
+    """All-lanes-one words at the pooled positions holding handle 0's items, 0 elsewhere (cached)."""
+    if lanes.bits not in cache:
+        cache[lanes.bits] = np.where(from_handle0, lanes.ones_word(), np.uint64(0))
+    return cache[lanes.bits]
+
+
+def _pack_bits(swap: np.ndarray, ws: Workspace | None) -> Lanes:
+    """Swap masks (c, n) as packed words (one lane per permutation)."""
+    c, n = swap.shape
+    lanes = Lanes(c, n, n, ws)
+    view = lanes.lane_view(lanes.words)
+    for j in range(c):
+        view[j // lanes.n_lanes, :, j % lanes.n_lanes] = swap[j]
+    lanes.clear_unused()
+    return lanes
+
+
+class SwapBinary:
+    """Both permuted handles of a paired swap test on binary predictions, from one gather per chunk.
+
+    Pooled items are ``[handle 0 items; handle 1 items]``; permuted handle 0 takes the pooled item of
+    handle 1 for admission ``a`` where ``swap[a]``, permuted handle 1 takes the other one. In the
+    pooled kernel's order the packed 0/1 weight of permuted handle 0 is ``swap_word[a] XOR ones``
+    (handle-0 items) or ``swap_word[a]`` (handle-1 items); handle 1's prefix is ``position + 1`` minus
+    handle 0's, so one prefix sum serves both.
+    """
+
+    def __init__(self, y_true: np.ndarray, pred0: np.ndarray, pred1: np.ndarray) -> None:
+        n = int(y_true.size)
+        self.n = n
+        self.kernel = BinaryScores(np.concatenate([y_true, y_true]), np.concatenate([pred0, pred1]))
+        self.admission = (self.kernel.order % n).astype(np.intp)
+        self.from_handle0 = self.kernel.order < n
+        self.design0 = self.kernel.linear_design[:n]
+        self.design1 = self.kernel.linear_design[n:]
+        self._masks: dict[int, np.ndarray] = {}
+
+    def _handle0_mask(self, lanes: Lanes) -> np.ndarray:
+        """Per pooled position, the word that turns a swap bit into handle 0's weight (XOR)."""
+        return _handle0_mask(self._masks, self.from_handle0, lanes)
+
+    def score(
+        self, swap: np.ndarray, metrics: Sequence[str], ws: Workspace | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Metric values of permuted handle 0 and permuted handle 1 per swap row (c, n) bool."""
+        c, n = swap.shape
+        total = np.full(c, n, dtype=np.int64)
+        out0: dict[str, np.ndarray] = {}
+        out1: dict[str, np.ndarray] = {}
+        if "brier" in metrics or "ece_15" in metrics:
+            lin0, lin1 = _swap_linear(self.design0, self.design1, swap, ws)
+            out0.update(BinaryScores.finish_linear(lin0, total, metrics))
+            out1.update(BinaryScores.finish_linear(lin1, total, metrics))
+        if "roc_auc" in metrics or "pr_auc" in metrics:
+            lanes = _pack_bits(swap, ws)
+            words = _take_rows(
+                lanes.words, self.admission, _buf(ws, "swap.sorted", (lanes.n_words, 2 * n), np.uint64)
+            )
+            words ^= self._handle0_mask(lanes)
+            vals0 = self.kernel.prefix_values(words, lanes, metrics)
+            _, at = self.kernel.positions(metrics)
+            vals1 = (at + 1)[None, :] - vals0
+            out0.update(self.kernel.finish_ranks(vals0, total, metrics))
+            out1.update(self.kernel.finish_ranks(vals1, total, metrics))
+        return out0, out1
+
+
+class SwapRegression:
+    """Both permuted handles of a paired swap test on regression predictions.
+
+    The y ranks do not move under a swap (every admission stays exactly once), so each pooled item k
+    (pooled x order) carries the fixed ``2b`` of its admission, ``b2_k``. Permuted handle 0's 0/1
+    weights ``w`` in that order are a gather of the packed swap bits; with ``C`` their prefix sum its
+    Spearman numerator is ``sum w (2C - 1) b2 = 2 S1`` and handle 1's (weights ``1 - w``, prefix
+    ``k + 1 - C``) is ``K0 - S2 - 2 S3 + 2 S1``, with ``S1 = sum w C b2``, ``S2 = sum w (2k + 1) b2``,
+    ``S3 = sum C b2``, ``K0 = sum (2k + 1) b2`` (``sum w b2 = 0``: each admission is selected once).
+    Without x ties both x denominators are ``(n^3 - n) / 3``.
+    """
+
+    def __init__(self, y_true: np.ndarray, pred0: np.ndarray, pred1: np.ndarray) -> None:
+        n = int(y_true.size)
+        self.n = n
+        target = RegressionTarget(y_true)
+        b2, self.den_y = target.unit_b2()
+        self.order, self.ends, _ = _sorted_groups(np.concatenate([pred0, pred1]))
+        self.ties = self.ends.size < 2 * n
+        self.admission = (self.order % n).astype(np.intp)
+        self.from_handle0 = self.order < n
+        self._masks: dict[int, np.ndarray] = {}
+        self.b2 = b2[self.admission]  # int64, pooled x order
+        rank_b2 = (2 * np.arange(2 * n, dtype=np.int64) + 1) * self.b2
+        self.k0 = rank_b2.sum()  # int64, exact
+        # float64 (BLAS) when every partial sum (at most 8 n^3) is an exact integer, else int64
+        self.dtype = np.float64 if 8.0 * float(n) ** 3 < 2.0**53 else np.int64
+        self.fixed = np.stack([self.b2, rank_b2], axis=1).astype(self.dtype)  # (2n, 2)
+        self.group_sizes = np.diff(self.ends, prepend=-1)
+        self.group_starts = self.ends - self.group_sizes + 1
+        self.design0 = RegressionScores(target, pred0).linear_design
+        self.design1 = RegressionScores(target, pred1).linear_design
+        self.y_varies = target.n_groups > 1
+
+    def score(
+        self, swap: np.ndarray, metrics: Sequence[str], ws: Workspace | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Metric values of permuted handle 0 and permuted handle 1 per swap row (c, n) bool."""
+        c, n = swap.shape
+        nf = float(n)
+        out0: dict[str, np.ndarray] = {}
+        out1: dict[str, np.ndarray] = {}
+        if any(m in metrics for m in ("r2", "mae", "rmse")):
+            lins = _swap_linear(self.design0, self.design1, swap, ws)
+            for lin, out in zip(lins, (out0, out1), strict=True):
+                s_abs, s_sq, s_y, s_yy = lin.T
+                if "mae" in metrics:
+                    out["mae"] = s_abs / nf
+                if "rmse" in metrics:
+                    out["rmse"] = np.sqrt(s_sq / nf)
+                if "r2" in metrics:
+                    ss_tot = s_yy - s_y * s_y / nf
+                    out["r2"] = 1.0 - s_sq / ss_tot if self.y_varies else np.full(c, np.nan)
+        if "spearman_rho" in metrics:
+            num0, den0, num1, den1 = self._spearman(swap, ws)
+            for num, den_x, out in ((num0, den0, out0), (num1, den1, out1)):
+                den = den_x * self.den_y
+                ok = den > 0
+                out["spearman_rho"] = np.where(ok, num / np.sqrt(np.where(ok, den, 1.0)), np.nan)
+        return out0, out1
+
+    def _spearman(
+        self, swap: np.ndarray, ws: Workspace | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Spearman numerators and x denominators (``4 sum w a b``, ``4 sum w a^2``) of both handles."""
+        c, n = swap.shape
+        m = 2 * n
+        nf = float(n)
+        lanes = _pack_bits(swap, ws)
+        nl = lanes.n_lanes
+        words = _take_rows(lanes.words, self.admission, _buf(ws, "sr.sorted", (lanes.n_words, m), np.uint64))
+        words ^= _handle0_mask(self._masks, self.from_handle0, lanes)  # handle 0 keeps the unswapped
+        np.cumsum(words, axis=1, out=words)
+        prefix = lanes.lane_view(words)
+        cum = _buf(ws, "sr.C", (m, nl), self.dtype)
+        wts = _buf(ws, "sr.W", (m, nl), self.dtype)
+        res = np.empty((4, lanes.n_words, nl))
+        for r in range(lanes.n_words):
+            np.copyto(cum, prefix[r])
+            wts[0] = cum[0]
+            np.subtract(cum[1:], cum[:-1], out=wts[1:])  # 0/1 weights of handle 0
+            if not self.ties:
+                s3 = cum.T @ self.fixed[:, 0]
+                s2 = wts.T @ self.fixed[:, 1]
+                wts *= cum
+                s1 = wts.T @ self.fixed[:, 0]
+                res[0, r] = 2 * s1
+                res[2, r] = self.k0 - s2 - 2 * s3 + 2 * s1
+                res[1, r] = res[3, r] = (nf**3 - nf) / 3.0
+                continue
+            # tied predictions: per tie group g, A_g = S_g + E_g and U_g = sum over the group of w b2
+            end0 = np.take(cum, self.ends, axis=0).astype(np.int64)
+            wg0 = np.diff(end0, axis=0, prepend=0)
+            end1 = (self.ends + 1)[:, None] - end0
+            wg1 = self.group_sizes[:, None] - wg0
+            u0 = np.add.reduceat(wts.astype(np.int64) * self.b2[:, None], self.group_starts, axis=0)
+            u1 = np.add.reduceat(self.b2, self.group_starts)[:, None] - u0
+            res[0, r] = np.einsum("gl,gl->l", 2 * end0 - wg0, u0, dtype=np.int64)
+            res[2, r] = np.einsum("gl,gl->l", 2 * end1 - wg1, u1, dtype=np.int64)
+            res[1, r] = (nf**3 - _cube_sum(wg0, axis=0)) / 3.0
+            res[3, r] = (nf**3 - _cube_sum(wg1, axis=0)) / 3.0
+        num0, den0, num1, den1 = (v.reshape(-1)[:c] for v in res)
+        return num0, den0, num1, den1
 
 
 # ------------------------------------------------------------------------------------ point metrics
@@ -627,17 +887,10 @@ def evaluate_weights(
 ) -> dict[str, dict[str, np.ndarray]]:
     """Weighted metrics of several handles on the same items: handle -> metric -> values per column.
 
-    Inputs are assumed validated (see :func:`validate_arrays`); ``w`` has one row per item.
+    Inputs are assumed validated (see :func:`validate_arrays`); ``w`` has one entry per item.
     """
-    out: dict[str, dict[str, np.ndarray]] = {}
     if task_type == "classification":
-        for h, p in preds.items():
-            eng = BinaryScores(y_true, p)
-            out[h] = eng.finish(eng.aggregate(w, metrics), w.total, metrics)
-        return out
+        return {h: BinaryScores(y_true, p).score(w, metrics) for h, p in preds.items()}
     target = RegressionTarget(y_true)
     side = target.side(w) if "spearman_rho" in metrics else None
-    for h, p in preds.items():
-        eng = RegressionScores(target, p)
-        out[h] = eng.finish(eng.aggregate(w, side, metrics), w.total, side.den_y if side else None, metrics)
-    return out
+    return {h: RegressionScores(target, p).score(w, side, metrics) for h, p in preds.items()}

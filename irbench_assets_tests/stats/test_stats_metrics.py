@@ -155,20 +155,32 @@ def test_weighted_kernels_equal_metrics_of_the_expanded_sample() -> None:
         )
 
 
-def test_huge_weights_take_the_wide_integer_path() -> None:
-    """max weight x N >= 2^31 switches the rank products to int64; results stay exact."""
+@pytest.mark.parametrize("big", [(60_000, 50_000), (100_000, 70_000)])
+@pytest.mark.parametrize("x_ties", [False, True])
+def test_huge_weights_take_the_wide_paths(big: tuple[int, int], x_ties: bool) -> None:
+    """Totals >= 2^16 pack 2 lanes of 32 bits instead of 4 of 16; past 4 N^3 >= 2^53 (N >= 131k) the
+    Spearman sums switch from float64 to int64. Every path stays exact against the expanded sample."""
     rng = np.random.default_rng(14)
     n = 12
     y = rng.normal(size=n)
-    x = np.round(y + rng.normal(size=n), 0)  # ties in x: sparse group path with int64 sums
-    cols = np.ones((1, n), dtype=np.int32)
-    cols[0, 3] = 60_000
-    cols[0, 7] = 50_000
+    x = y + rng.normal(size=n)
+    if x_ties:
+        x = np.round(x, 0)
+    yb = (rng.random(n) < 0.5).astype(float)
+    yb[:2] = [0.0, 1.0]
+    pb = np.round(rng.random(n), 1)
+    cols = np.ones((5, n), dtype=np.int32)  # 5 columns: the second word holds one lane
+    cols[0, 3], cols[0, 7] = big
+    cols[2, 0], cols[2, 1] = big
+    cols[4, 5] = big[0]
     w = Weights(cols)
-    assert w.max_weight * int(w.total[0]) >= 2**31
-    got = evaluate_weights(y, {"h": x}, "regression", REGRESSION_METRICS, w)["h"]
-    idx = np.repeat(np.arange(n), cols[0])
-    assert_close({m: got[m][0] for m in REGRESSION_METRICS}, regression_reference(y[idx], x[idx]), 1e-9)
+    assert int(w.total.max()) >= 2**16 and w.lanes.n_lanes == 2
+    got_r = evaluate_weights(y, {"h": x}, "regression", REGRESSION_METRICS, w)["h"]
+    got_b = evaluate_weights(yb, {"h": pb}, "classification", BINARY_METRICS, w)["h"]
+    for j in range(cols.shape[0]):
+        idx = np.repeat(np.arange(n), cols[j])
+        assert_close({m: got_r[m][j] for m in REGRESSION_METRICS}, regression_reference(y[idx], x[idx]), 1e-9)
+        assert_close({m: got_b[m][j] for m in BINARY_METRICS}, binary_reference(yb[idx], pb[idx]), 1e-9)
 
 
 def test_metric_names_and_orientation() -> None:

@@ -269,3 +269,26 @@ def test_family_api_rejects_misaligned_and_bad_input() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no silent library warnings on constant input either
         evaluate_family(ids, y, {"a": np.full(4, 0.5)}, "classification", key="o", n_resamples=5)
+
+
+def test_large_outcomes_take_the_wide_swap_paths() -> None:
+    """n >= 2^16 packs the swap bits two to a 64-bit word; n >= 104k (8 n^3 >= 2^53) moves the swap
+    Spearman sums from float64 to int64. Both stay equal to the library loop."""
+    rng = np.random.default_rng(27)
+    n = 105_000
+    yb, p0, p1 = _binary_data(rng, n, ties=False)
+    yr, x0, x1 = _regression_data(rng, n, ties=False)
+    plan = ResamplePlan.for_ids(np.arange(n), "wide", n_resamples=0, n_permutations=3)
+    for task, y, a, b, names in (
+        ("classification", yb, p0, p1, ("roc_auc", "pr_auc")),
+        ("regression", yr, x0, x1, ("spearman_rho",)),
+    ):
+        observed, perm = permutation_distribution(y, a, b, task, plan, names, chunk_size=3)
+        for m in names:
+            _assert_same(observed[m][0], _reference(task, y, a)[m])
+        for k in range(3):
+            swap = plan.swap_mask(k)
+            q0 = _reference(task, y, np.where(swap, b, a))
+            q1 = _reference(task, y, np.where(swap, a, b))
+            for m in names:
+                _assert_same(perm[m][k], q1[m] - q0[m])
