@@ -84,7 +84,19 @@ def split_files(meds_root: Path) -> dict[str, list[Path]]:
             missing = [c for c in MEDS_COLUMNS if c not in names]
             if missing:
                 raise ValueError(f"{f}: MEDS shard lacks column(s) {missing} (see docs/meds.md)")
+            _check_types(f, pq.read_schema(f))
     return out
+
+
+def _check_types(path: Path, schema: pa.Schema) -> None:
+    """A shard column whose type differs from the MEDS schema (e.g. numeric_value written as strings) is
+    named with its file and types here, instead of surfacing as polars' file-less SchemaError in the scan."""
+    for col in MEDS_COLUMNS:
+        got, want = schema.field(col).type, EVENTS_SCHEMA.field(col).type
+        # time: any timestamp unit is accepted (the scan casts it to microseconds)
+        if got != want and not (col == "time" and pa.types.is_timestamp(got)) and not (
+                pa.types.is_large_string(got) and want == pa.string()):
+            raise ValueError(f"{path}: column '{col}' has type {got}, expected {want} (see docs/meds.md)")
 
 
 def _scan(files: list[Path], with_path: bool = False) -> pl.LazyFrame:
