@@ -66,9 +66,12 @@ print(json.dumps({{"events": int(len(allev)), "seconds": time.perf_counter() - t
 def ensure_mimic(n: int, work: Path) -> Path:
     out = work / f"mimic_{n}"
     if not (out / "icu" / "inputevents.csv.gz").exists():
-        from irbench_assets.mimic.synth import generate_synthetic_mimic
-
-        generate_synthetic_mimic(out, admissions=n, seed=42)
+        # In a child process: Linux carries a parent's peak RSS over fork/exec into the child's ru_maxrss,
+        # so generating here would inflate every later measurement.
+        run_measured(
+            "from pathlib import Path; from irbench_assets.mimic.synth import generate_synthetic_mimic; "
+            f"generate_synthetic_mimic(Path({str(out)!r}), admissions={n}, seed=42)"
+        )
     return out
 
 
