@@ -40,8 +40,8 @@ class MedsConfig:
     split_seed: int = 42
     train_fraction: float = 0.7
     tuning_fraction: float = 0.1
-    subjects_per_shard: int = 20000
-    batch_rows: int = 1_000_000
+    subjects_per_shard: int = 5000
+    batch_rows: int = 500_000
 
 
 @dataclass(frozen=True)
