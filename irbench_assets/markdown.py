@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
+
 import polars as pl
 
 
@@ -21,3 +24,9 @@ def frame_to_markdown(df: pl.DataFrame, max_rows: int = 20) -> str:
     if df.height > max_rows:
         lines.append(f"\n… {df.height - max_rows} more rows")
     return "\n".join(lines)
+
+
+def png_markdown(path: Path, alt: str | None = None) -> str:
+    """Markdown that embeds a PNG inline (data URI), so the Dagster UI shows the image in asset metadata."""
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f"![{alt or Path(path).stem}](data:image/png;base64,{data})"

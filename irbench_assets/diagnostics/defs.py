@@ -4,7 +4,6 @@ The two that run the models over timelines (xVal zero-out audit, attention washo
 compute resource as training (local subprocess or SLURM); the embedding-only ones run in process.
 """
 
-import base64
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +12,7 @@ from irbench_assets.compute.resource import IrbenchCompute
 from irbench_assets.compute.resources import IrbenchSettings
 from irbench_assets.diagnostics.common import DEFAULT_HANDLES, OUTPUTS, default_arms, output_dir
 from irbench_assets.diagnostics.payload import run_diagnostic
+from irbench_assets.markdown import png_markdown
 from irbench_assets.models.defs import checkpoint
 from irbench_assets.storage import outputs_dir
 
@@ -35,17 +35,13 @@ def _arms(name: str, home: Path) -> list[dict]:
     return [{"model_dir": str(a.model_dir), "tokenized_dir": str(a.tokenized_dir), "name": a.name} for a in arms]
 
 
-def _png(path: Path) -> dg.MetadataValue:
-    return dg.MetadataValue.md(f"![{path.stem}](data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()})")
-
-
 def _metadata(summary: dict, out: Path, name: str) -> dict:
     meta: dict = {"path": dg.MetadataValue.path(str(out))}
     if summary.get("preview_md"):
         meta["preview"] = dg.MetadataValue.md(str(summary["preview_md"]))
     for png in OUTPUTS[name][2]:
         if (out / png).exists():
-            meta[png.removesuffix(".png")] = _png(out / png)
+            meta[png.removesuffix(".png")] = dg.MetadataValue.md(png_markdown(out / png))
     return meta
 
 

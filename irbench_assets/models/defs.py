@@ -4,9 +4,7 @@ Both run as dagster-pipes payloads through :class:`IrbenchCompute` — a local s
 an sbatch job with IRBENCH_COMPUTE_MODE=slurm — so the assets never know where they ran.
 """
 
-import base64
 import json
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -14,16 +12,11 @@ import pyarrow.parquet as pq
 
 from irbench_assets.compute.resource import IrbenchCompute
 from irbench_assets.compute.resources import IrbenchSettings
+from irbench_assets.markdown import png_markdown
 from irbench_assets.partitions import arm_partitions, handle_of
 from irbench_assets.storage import features_dir, model_dir, runs_dir, tokenized_dir
 
 SPLITS = ("train", "tuning", "held_out")
-
-
-def _png_markdown(path: Path, alt: str) -> dg.MetadataValue:
-    """Embed a PNG in Markdown metadata so the Dagster UI shows it inline."""
-    data = base64.b64encode(path.read_bytes()).decode()
-    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{data})")
 
 
 @dg.asset(
@@ -59,7 +52,7 @@ def checkpoint(
     assert isinstance(result, dg.MaterializeResult)
     extra: dict[str, object] = {"path": dg.MetadataValue.path(str(out))}
     if (out / "loss_curve.png").exists():
-        extra["loss_curve"] = _png_markdown(out / "loss_curve.png", f"loss curve {h.key}")
+        extra["loss_curve"] = dg.MetadataValue.md(png_markdown(out / "loss_curve.png", f"loss curve {h.key}"))
     return dg.MaterializeResult(metadata={**(result.metadata or {}), **extra})
 
 

@@ -1,11 +1,11 @@
 """Dagster assets of the paper stage: every table (CSV + LaTeX) and every figure (PDF + PNG + source CSV)."""
 
-import base64
 from pathlib import Path
 
 import dagster as dg
 
 from irbench_assets.compute.resources import IrbenchSettings
+from irbench_assets.markdown import png_markdown
 from irbench_assets.paper import PaperInputs, build_figures, build_tables, default_paper_dir
 from irbench_assets.paper.inputs import MissingInput, read_stats
 from irbench_assets.stats.defs import paper_statistics
@@ -66,8 +66,7 @@ def paper_figures(settings: IrbenchSettings) -> dg.MaterializeResult:
     write_json(man.to_dict(), out / "manifest_figures.json")
     meta = _manifest_metadata(man, out)
     for rel in man.images[:MAX_IMAGES]:
-        data = base64.b64encode((out / rel).read_bytes()).decode()
-        meta[Path(rel).stem] = dg.MetadataValue.md(f"![{Path(rel).stem}](data:image/png;base64,{data})")
+        meta[Path(rel).stem] = dg.MetadataValue.md(png_markdown(out / rel))
     return dg.MaterializeResult(metadata=meta)
 
 
