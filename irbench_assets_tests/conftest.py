@@ -49,4 +49,5 @@ def _tiny_resources(root: Path, monkeypatch: pytest.MonkeyPatch, overrides: dict
         prof.setdefault(section, {}).update(values)
     path.write_text(yaml.safe_dump(prof))
     monkeypatch.setenv("IRBENCH_RESOURCES", str(res))
+    monkeypatch.setenv("IRBENCH_PAPER_DIR", str(root / "paper"))  # paper assets must not write into the repo
     return res
