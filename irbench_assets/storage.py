@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +72,47 @@ def outputs_dir(settings: Settings) -> Path:
 
 
 # ------------------------------------------------------------------------------------- atomic writes
+_HOST = socket.gethostname().split(".")[0].replace("-", "_")
+
+
 def _sibling(path: Path, tag: str) -> Path:
-    return path.parent / f".{path.name}.{tag}-{uuid.uuid4().hex[:8]}"
+    """Temporary sibling ``.<name>.<tag>-<host>-<pid>-<random>``: the writer's host and pid tell a stale one."""
+    return path.parent / f".{path.name}.{tag}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _writer_dead(sibling: Path) -> bool:
+    """True if ``sibling`` was left by a writer process on this host that no longer runs.
+
+    Siblings of other hosts (a SLURM node sharing the file system) or of unknown format are kept.
+    """
+    parts = sibling.name.rsplit("-", 3)
+    if len(parts) != 4 or parts[1] != _HOST or not parts[2].isdigit():
+        return False
+    pid = int(parts[2])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, owned by another user
+        return False
+    return False
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
+def _sweep_siblings(final: Path) -> None:
+    """Remove what killed writers of ``final`` left next to it (a ``kill -9`` skips every cleanup)."""
+    for tag in ("tmp", "old"):
+        for p in final.parent.glob(f".{glob_escape(final.name)}.{tag}-*"):
+            if _writer_dead(p):
+                _remove(p)
 
 
 @contextmanager
@@ -83,6 +124,7 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_siblings(final)
     tmp = _sibling(final, "tmp")
     tmp.mkdir()
     try:
@@ -104,6 +146,7 @@ def atomic_file(final: Path) -> Iterator[Path]:
     """Yield a temporary file path next to ``final``; on success ``os.replace`` it into place."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_siblings(final)
     tmp = _sibling(final, "tmp")
     try:
         yield tmp
@@ -134,9 +177,6 @@ def sweep_stale_temporaries(root: Path) -> int:
         return 0
     for p in root.rglob(".*.*-*"):
         if ".tmp-" in p.name or ".old-" in p.name:
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.unlink(missing_ok=True)
+            _remove(p)
             n += 1
     return n
