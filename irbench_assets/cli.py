@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -10,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from irbench_assets.settings import REPO_ROOT
+from irbench_assets.settings import REPO_ROOT, get_settings
 
 
 def _ensure_dagster_home() -> Path:
@@ -57,7 +58,8 @@ def _run(args: argparse.Namespace, experiments: set[str] | None, arms: set[str] 
     if getattr(args, "select", None):
         selection = [dg.AssetKey.from_user_string(s) for s in args.select.split(",")]
     segments = plan(defs, selection)
-    bar = tqdm(desc="irbench", unit="step", total=None, disable=args.quiet)
+    out, err = sys.stdout, sys.stderr
+    bar = tqdm(desc="irbench", unit="step", total=None, disable=args.quiet, file=err)
     t0 = time.perf_counter()
 
     def report(event: str, info: dict) -> None:
@@ -67,12 +69,29 @@ def _run(args: argparse.Namespace, experiments: set[str] | None, arms: set[str] 
         elif event in ("done", "skip"):
             bar.update(1)
             tqdm.write(f"{'✓' if event == 'done' else '·'} {info['segment'][:70]}{part} "
-                       f"{info['status']} {info['seconds']:.1f}s")
+                       f"{info['status']} {info['seconds']:.1f}s", file=out)
 
-    steps = materialize_all(
-        defs, instance, selection=selection, experiments=experiments, arms=arms, force=args.force, report=report,
-        log_level="DEBUG" if args.verbose else "WARNING",
-    )
+    def run() -> list[dict]:
+        return materialize_all(
+            defs, instance, selection=selection, experiments=experiments, arms=arms, force=args.force,
+            report=report, log_level="DEBUG" if args.verbose else "WARNING",
+        )
+
+    if args.verbose:
+        steps = run()
+    else:
+        # The payload subprocesses' output (banners, per-step training logs) and Dagster's console logs go to
+        # a log file; the terminal keeps one line per step. Each payload also keeps its own log (logs/compute).
+        log_path = get_settings().home / "logs" / f"irbench-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        print(f"irbench: payload output and Dagster logs go to {log_path} (--verbose shows them here)", file=out)
+        with open(log_path, "a", buffering=1) as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+            try:
+                steps = run()
+            except BaseException:
+                bar.close()
+                print(f"irbench: the failed step's output is in {log_path}", file=err)
+                raise
     bar.close()
     total = time.perf_counter() - t0
     summary: dict[str, float] = {}

@@ -64,8 +64,13 @@ def _parent_partitions(graph, parent: dg.AssetKey, key: dg.AssetKey, partition: 
         return [None]
     if ppdef == graph.get(key).partitions_def:
         return [partition]
-    # Different partitioning (arm ↔ experiment): compare against any of the parent's partitions.
-    return list(ppdef.get_partition_keys())
+    keys = list(ppdef.get_partition_keys())
+    # Arm ↔ experiment (the StaticPartitionMappings of irbench_assets.partitions): only the partitions of the
+    # same experiment; an unpartitioned asset depends on all of them.
+    if partition is None:
+        return keys
+    exp = parse_arm_key(partition).experiment if "." in partition else partition
+    return [k for k in keys if (parse_arm_key(k).experiment if "." in k else k) == exp]
 
 
 def stale_keys(
@@ -88,6 +93,33 @@ def stale_keys(
                 stale.append(key)
                 break
     return stale
+
+
+def missing_fan_in(
+    defs: dg.Definitions, instance: dg.DagsterInstance, keys: list[dg.AssetKey], partition: str | None
+) -> dict[dg.AssetKey, list[str]]:
+    """Per-experiment assets that read every handle of their experiment (e.g. family statistics), mapped to
+    the arm partitions of that experiment not yet materialized; such an asset waits until all exist."""
+    graph = defs.resolve_asset_graph()
+    out: dict[dg.AssetKey, list[str]] = {}
+    if partition is not None and "." in partition:
+        return out
+    for key in keys:
+        for parent in graph.get(key).parent_keys:
+            ppdef = graph.get(parent).partitions_def
+            if ppdef is None or ppdef == graph.get(key).partitions_def:
+                continue
+            if partition is None:
+                # An unpartitioned summary (paper statistics) works on whatever exists, but needs something.
+                have = [pp for pp in ppdef.get_partition_keys() if _latest_ts(instance, parent, pp) is not None]
+                if not have:
+                    out.setdefault(key, []).extend(ppdef.get_partition_keys())
+                continue
+            arms = [a for a in ppdef.get_partition_keys() if "." in a and parse_arm_key(a).experiment == partition]
+            missing = [a for a in arms if _latest_ts(instance, parent, a) is None]
+            if missing:
+                out.setdefault(key, []).extend(missing)
+    return out
 
 
 def _partition_keys(seg: Segment, experiments: set[str] | None, arms: set[str] | None) -> list[str | None]:
@@ -133,9 +165,23 @@ def materialize_all(
     for seg in plan(defs, selection):
         for pk in _partition_keys(seg, experiments, arms):
             todo = seg.keys if force else stale_keys(defs, instance, seg.keys, pk)
-            if not todo:
-                steps.append({"segment": seg.label, "partition": pk, "status": "fresh", "seconds": 0.0})
+            waiting = missing_fan_in(defs, instance, todo, pk)
+            if waiting:
+                graph = defs.resolve_asset_graph()
+                blocked = set(waiting)
+                for key in todo:  # topological order: a dependant of a waiting asset waits too
+                    if graph.get(key).parent_keys & blocked:
+                        blocked.add(key)
+                todo = [k for k in todo if k not in blocked]
+                n_missing = len({a for arms_ in waiting.values() for a in arms_})
+                what = f"{n_missing} handle(s) of {pk}" if pk else "upstream partitions"
+                steps.append({"segment": seg.label, "partition": pk, "seconds": 0.0,
+                              "status": f"waiting for {what}"})
                 say("skip", steps[-1])
+            if not todo:
+                if not waiting:
+                    steps.append({"segment": seg.label, "partition": pk, "status": "fresh", "seconds": 0.0})
+                    say("skip", steps[-1])
                 continue
             say("start", {"segment": seg.label, "partition": pk})
             t0 = time.perf_counter()
