@@ -6,7 +6,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export IRBENCH_HOME ?= $(CURDIR)/artifacts
 export IRBENCH_PROFILE ?= demo
 
-.PHONY: install demo test test-fast lint ui validate bench clean
+.PHONY: install demo test test-slurm lint ui validate bench clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,12 @@ demo: install $(DAGSTER_HOME)/dagster.yaml
 
 test: install
 	$(BIN)/pytest -q -m "not slurm and not benchmark"
+
+# Stages 1-2 on a real single-node SLURM cluster on this machine (root; installs slurm-wlm via apt once).
+test-slurm: install
+	bash scripts/slurm-up
+	. /tmp/irbench-slurm/env && $(BIN)/pytest -q -m slurm -p no:cacheprovider irbench_assets_tests/slurm; \
+	rc=$$?; bash scripts/slurm-down; exit $$rc
 
 lint: install
 	$(BIN)/ruff check .
