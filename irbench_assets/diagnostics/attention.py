@@ -41,6 +41,7 @@ from irbench_assets.diagnostics.common import (
     _noop,
     analysis_batches,
     load_for_analysis,
+    matched_pairs,
     new_figure,
     read_timeline_subset,
     resolve_arms,
@@ -156,21 +157,16 @@ def summarise(raw: Mapping[str, Any]) -> dict[str, Any]:
 def _contrasts(arms: Sequence[ResolvedArm], results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """soft − discrete, for arms of the same experiment and time encoding."""
     out = []
-    for a in arms:
-        if a.representation != "discrete":
-            continue
-        for b in arms:
-            if b.representation == "soft" and b.handle.get("temporal") == a.handle.get("temporal") \
-                    and b.handle.get("experiment") == a.handle.get("experiment"):
-                ra, rb = results[a.name], results[b.name]
-                out.append({
-                    "discrete": a.name, "soft": b.name, "temporal": a.handle.get("temporal"),
-                    "delta_layer_mean_numeric_share": rb["attention"]["layer_mean_numeric_share"]
-                    - ra["attention"]["layer_mean_numeric_share"],
-                    "ce_categorical_targets": [ra["ce"]["categorical_targets"]["mean"], rb["ce"]["categorical_targets"]["mean"]],
-                    "degradation": [ra["ce"]["degradation"], rb["ce"]["degradation"]],
-                    "delta_degradation": rb["ce"]["degradation"] - ra["ce"]["degradation"],
-                })
+    for a, b in matched_pairs(arms, "discrete", "soft"):
+        ra, rb = results[a.name], results[b.name]
+        out.append({
+            "discrete": a.name, "soft": b.name, "temporal": a.handle.get("temporal"),
+            "delta_layer_mean_numeric_share": rb["attention"]["layer_mean_numeric_share"]
+            - ra["attention"]["layer_mean_numeric_share"],
+            "ce_categorical_targets": [ra["ce"]["categorical_targets"]["mean"], rb["ce"]["categorical_targets"]["mean"]],
+            "degradation": [ra["ce"]["degradation"], rb["ce"]["degradation"]],
+            "delta_degradation": rb["ce"]["degradation"] - ra["ce"]["degradation"],
+        })
     return out
 
 

@@ -125,6 +125,18 @@ class VocabTable:
         return len(self.tokens)
 
 
+def matched_pairs(arms: Sequence[ResolvedArm], rep_a: str, rep_b: str) -> list[tuple[ResolvedArm, ResolvedArm]]:
+    """(a, b) arms with representations ``rep_a`` / ``rep_b`` of the same experiment and time encoding: the
+    contrasts a diagnostic reports (e.g. soft − discrete)."""
+    return [
+        (a, b)
+        for a in arms if a.representation == rep_a
+        for b in arms
+        if b.representation == rep_b and b.handle.get("temporal") == a.handle.get("temporal")
+        and b.handle.get("experiment") == a.handle.get("experiment")
+    ]
+
+
 def read_vocab_table(path: Path) -> VocabTable:
     """Read ``vocab.parquet`` (token_id 0..V-1, token, count[, kind])."""
     path = Path(path)

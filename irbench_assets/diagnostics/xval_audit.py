@@ -34,6 +34,7 @@ from irbench_assets.diagnostics.common import (
     _noop,
     analysis_batches,
     load_for_analysis,
+    matched_pairs,
     new_figure,
     read_timeline_subset,
     resolve_arms,
@@ -166,17 +167,12 @@ def summarise(raw: Mapping[str, Any], near_zero: float) -> dict[str, Any]:
 def _contrasts(arms: Sequence[ResolvedArm], results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """xval vs xval_affine pairs of the same experiment and time encoding."""
     out = []
-    for a in arms:
-        if a.representation != "xval":
-            continue
-        for b in arms:
-            if b.representation == "xval_affine" and b.handle.get("temporal") == a.handle.get("temporal") \
-                    and b.handle.get("experiment") == a.handle.get("experiment"):
-                ra, rb = results[a.name], results[b.name]
-                out.append({"xval": a.name, "xval_affine": b.name, "temporal": a.handle.get("temporal"),
-                            "near_zero_over_far_norm": {k: [ra["near_zero_over_far_norm"][k], rb["near_zero_over_far_norm"][k]]
-                                                        for k in ra["near_zero_over_far_norm"]},
-                            "share_input_erased": [ra["share_input_erased"], rb["share_input_erased"]]})
+    for a, b in matched_pairs(arms, "xval", "xval_affine"):
+        ra, rb = results[a.name], results[b.name]
+        out.append({"xval": a.name, "xval_affine": b.name, "temporal": a.handle.get("temporal"),
+                    "near_zero_over_far_norm": {k: [ra["near_zero_over_far_norm"][k], rb["near_zero_over_far_norm"][k]]
+                                                for k in ra["near_zero_over_far_norm"]},
+                    "share_input_erased": [ra["share_input_erased"], rb["share_input_erased"]]})
     return out
 
 
