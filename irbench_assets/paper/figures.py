@@ -700,23 +700,14 @@ def build_figures(out_dir: Path, inputs: PaperInputs, stats: StatsTables | None 
     A figure whose input is missing is skipped with its reason; bad input raises. The folder is written to a
     temporary directory and swapped in. ``embeddings`` reads a model directory (default: via load_model).
     """
-    from irbench_assets.paper.inputs import read_stats
+    from irbench_assets.paper.inputs import built_items, stats_or_skip
 
     out_dir = Path(out_dir)
     final = out_dir / "figures"
     man = Manifest(out_dir)
-    if stats is None:
-        try:
-            stats = read_stats(inputs.statistics, inputs.exps)
-        except MissingInput as err:
-            man.skip("statistics", str(err))
+    stats = stats_or_skip(inputs, man, stats)
     with atomic_dir(final) as tmp:
-        for item, build in figure_builders(inputs, stats, pca_handles, embeddings):
-            try:
-                res = build()
-            except MissingInput as err:
-                man.skip(item, str(err))
-                continue
+        for res in built_items(man, figure_builders(inputs, stats, pca_handles, embeddings)):
             for p in write_figure(res, tmp, dpi):
                 man.add_file(final / p.relative_to(tmp))
             man.skipped += res.skipped

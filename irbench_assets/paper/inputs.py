@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -405,3 +405,24 @@ def ordered_handles(exp: Experiment, present: Iterable[str]) -> list[str]:
     """The handles of ``present`` in experiments.yaml order."""
     s = set(present)
     return [h for h in exp.handles if h in s]
+
+
+def stats_or_skip(inputs: PaperInputs, man: Manifest, stats: StatsTables | None) -> StatsTables | None:
+    """``stats`` if given, else the statistics tables read from ``inputs``; a missing one is a recorded skip."""
+    if stats is not None:
+        return stats
+    try:
+        return read_stats(inputs.statistics, inputs.exps)
+    except MissingInput as err:
+        man.skip("statistics", str(err))
+        return None
+
+
+def built_items(man: Manifest, builders: Iterable[tuple[str, Callable[[], Any]]]) -> Iterator[Any]:
+    """Run each (item, build) in order and yield its result; an item whose input is missing is recorded in
+    ``man`` as skipped with the reason (bad input still raises)."""
+    for item, build in builders:
+        try:
+            yield build()
+        except MissingInput as err:
+            man.skip(item, str(err))

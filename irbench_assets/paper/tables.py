@@ -737,23 +737,14 @@ def build_tables(out_dir: Path, inputs: PaperInputs, stats: StatsTables | None =
     whose input is missing is skipped with its reason; bad input raises. The folder is written to a
     temporary directory and swapped in, so no table of an earlier build survives that this one skipped.
     """
-    from irbench_assets.paper.inputs import read_stats
+    from irbench_assets.paper.inputs import built_items, stats_or_skip
 
     out_dir = Path(out_dir)
     final = out_dir / "tables"
     man = Manifest(out_dir)
-    if stats is None:
-        try:
-            stats = read_stats(inputs.statistics, inputs.exps)
-        except MissingInput as err:
-            man.skip("statistics", str(err))
+    stats = stats_or_skip(inputs, man, stats)
     with atomic_dir(final) as tmp:
-        for item, build in table_builders(inputs, stats):
-            try:
-                res = build()
-            except MissingInput as err:
-                man.skip(item, str(err))
-                continue
+        for res in built_items(man, table_builders(inputs, stats)):
             for r in res if isinstance(res, list) else [res]:
                 for p in write_table(r, tmp):
                     man.add_file(final / p.name)
