@@ -49,7 +49,7 @@ def _run(args: argparse.Namespace, experiments: set[str] | None, arms: set[str] 
     import dagster as dg
     from tqdm import tqdm
 
-    from irbench_assets.compute.orchestrate import materialize_all, plan
+    from irbench_assets.compute.orchestrate import materialize_all, orchestrate_jobs, plan
     from irbench_assets.definitions import defs
 
     _ensure_dagster_home()
@@ -71,14 +71,16 @@ def _run(args: argparse.Namespace, experiments: set[str] | None, arms: set[str] 
             tqdm.write(f"{'✓' if event == 'done' else '·'} {info['segment'][:70]}{part} "
                        f"{info['status']} {info['seconds']:.1f}s", file=out)
 
-    def run() -> list[dict]:
+    jobs = args.jobs if args.jobs is not None else orchestrate_jobs(get_settings())
+
+    def run(log_path: Path | None) -> list[dict]:
         return materialize_all(
             defs, instance, selection=selection, experiments=experiments, arms=arms, force=args.force,
-            report=report, log_level="DEBUG" if args.verbose else "WARNING",
+            report=report, log_level="DEBUG" if args.verbose else "WARNING", jobs=jobs, log_path=log_path,
         )
 
     if args.verbose:
-        steps = run()
+        steps = run(None)
     else:
         # The payload subprocesses' output (banners, per-step training logs) and Dagster's console logs go to
         # a log file; the terminal keeps one line per step. Each payload also keeps its own log (logs/compute).
@@ -87,21 +89,27 @@ def _run(args: argparse.Namespace, experiments: set[str] | None, arms: set[str] 
         print(f"irbench: payload output and Dagster logs go to {log_path} (--verbose shows them here)", file=out)
         with open(log_path, "a", buffering=1) as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
             try:
-                steps = run()
+                steps = run(log_path)
             except BaseException:
                 bar.close()
                 print(f"irbench: the failed step's output is in {log_path}", file=err)
                 raise
     bar.close()
     total = time.perf_counter() - t0
-    summary: dict[str, float] = {}
+    # Wall time per segment: from its first step's start to its last step's end (partitions may overlap).
+    spans: dict[str, tuple[float, float]] = {}
     for st in steps:
-        summary[st["segment"]] = summary.get(st["segment"], 0.0) + st["seconds"]
-    print(f"\n{len(steps)} steps in {total:.1f}s over {len(segments)} stage segments")
-    for seg, secs in summary.items():
-        print(f"  {secs:8.1f}s  {seg}")
+        lo, hi = st["end"] - st["seconds"], st["end"]
+        old = spans.get(st["segment"], (lo, hi))
+        spans[st["segment"]] = (min(old[0], lo), max(old[1], hi))
+    print(f"\n{len(steps)} steps in {total:.1f}s over {len(segments)} stage segments (jobs={jobs})", file=out)
+    for seg, (lo, hi) in spans.items():
+        print(f"  {hi - lo:8.1f}s  {seg}", file=out)
     if args.timing:
-        Path(args.timing).write_text(json.dumps({"total_seconds": total, "steps": steps}, indent=2) + "\n")
+        Path(args.timing).write_text(json.dumps(
+            {"total_seconds": total, "jobs": jobs, "segment_wall_seconds": {k: round(b - a, 2) for k, (a, b) in
+                                                                           spans.items()}, "steps": steps},
+            indent=2) + "\n")
     return 0
 
 
@@ -176,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
         d.add_argument("--timing", help="write per-step timings as JSON here")
         d.add_argument("--quiet", action="store_true")
         d.add_argument("--verbose", action="store_true", help="show Dagster's step logs on the terminal")
+        d.add_argument("--jobs", type=int, default=None,
+                       help="per-arm partitions run side by side (default: the profile's orchestrate.jobs)")
         d.set_defaults(func=func)
 
     j = sub.add_parser("slurm-jobfiles", help="write the sbatch files of every stage for a cluster user")

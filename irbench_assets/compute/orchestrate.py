@@ -9,13 +9,19 @@ materialized and newer than every upstream materialization is skipped (nothing s
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 
 from irbench_assets.experiments import parse_arm_key
+from irbench_assets.settings import Settings
 
 
 @dataclass
@@ -142,6 +148,130 @@ def _partition_keys(seg: Segment, experiments: set[str] | None, arms: set[str] |
 Reporter = Callable[[str, dict], None]
 
 
+def orchestrate_jobs(settings: Settings) -> int:
+    """Partitions run side by side by default: the profile's ``orchestrate.jobs`` (``auto`` = the cores, at most 4)."""
+    value = settings.section("orchestrate").get("jobs", 1)
+    if value == "auto":
+        return max(1, min(4, os.cpu_count() or 1))
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"profile {settings.profile!r}: orchestrate.jobs must be an integer or 'auto', "
+                         f"got {value!r}") from None
+    if n < 1:
+        raise ValueError(f"profile {settings.profile!r}: orchestrate.jobs must be >= 1, got {n}")
+    return n
+
+
+DEFS_REF = "irbench_assets.definitions:defs"
+
+
+def _materialize_one(
+    assets: list, todo: list[dg.AssetKey], pk: str | None, instance: dg.DagsterInstance, resources: dict,
+    log_level: str,
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        assets,
+        selection=todo,
+        partition_key=pk,
+        instance=instance,
+        resources=resources,
+        tags={"irbench/segment": todo[0].to_user_string()},
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+        raise_on_error=True,
+    )
+
+
+def _resource_specs(resources: dict) -> dict[str, tuple[str, str, dict]]:
+    """Resources as (module, class, config) for a worker process: a ConfigurableResource does not pickle."""
+    specs = {}
+    for name, res in resources.items():
+        if not hasattr(res, "model_dump"):
+            raise TypeError(f"resource {name!r} ({type(res).__name__}) cannot be sent to a worker process")
+        specs[name] = (type(res).__module__, type(res).__qualname__, res.model_dump())
+    return specs
+
+
+def _rebuild_resources(specs: dict[str, tuple[str, str, dict]]) -> dict:
+    import importlib
+
+    return {name: getattr(importlib.import_module(mod), cls)(**cfg) for name, (mod, cls, cfg) in specs.items()}
+
+
+def _worker(
+    defs_ref: str, instance_ref: object, keys: list[str], pk: str, resource_specs: dict, log_level: str,
+    log_path: str | None,
+) -> dict:
+    """One partition in a worker process (spawned): its own Dagster run against the same persistent instance."""
+    import contextlib
+    import importlib
+    import io
+
+    resources = _rebuild_resources(resource_specs)
+    module, _, attr = defs_ref.partition(":")
+    defs = getattr(importlib.import_module(module), attr)
+    assets = list(defs.assets or []) + list(defs.asset_checks or [])
+    todo = [dg.AssetKey.from_user_string(k) for k in keys]
+    sink = open(log_path, "a", buffering=1) if log_path else io.StringIO()  # noqa: SIM115 (closed below)
+    t0 = time.perf_counter()
+    try:
+        with dg.DagsterInstance.from_ref(instance_ref) as instance, contextlib.redirect_stdout(sink), \
+                contextlib.redirect_stderr(sink):
+            result = _materialize_one(assets, todo, pk, instance, resources, log_level)
+        return {"ok": result.success, "run_id": result.run_id, "seconds": round(time.perf_counter() - t0, 2)}
+    except Exception as exc:  # returned as text: Dagster's exceptions do not always pickle
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "seconds": round(time.perf_counter() - t0, 2)}
+    finally:
+        sink.close()
+
+
+@contextlib.contextmanager
+def _worker_env(jobs: int) -> Iterator[None]:
+    """Split the cores between the workers: torch (payloads, via IRBENCH_TORCH_THREADS) and polars threads."""
+    per = str(max(1, (os.cpu_count() or 1) // jobs))
+    saved = {k: os.environ.get(k) for k in ("IRBENCH_TORCH_THREADS", "POLARS_MAX_THREADS")}
+    os.environ.update({"IRBENCH_TORCH_THREADS": per, "POLARS_MAX_THREADS": per})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _run_parallel(
+    work: list[tuple[str, list[dg.AssetKey]]], label: str, jobs: int, instance: dg.DagsterInstance, resources: dict,
+    log_level: str, log_path: str | None, defs_ref: str, say: Reporter, add: Callable[[dict], dict],
+) -> None:
+    """Materialize the partitions of one per-arm segment, ``jobs`` at a time, each in its own process."""
+    ctx = multiprocessing.get_context("spawn")
+    errors: list[str] = []
+    with _worker_env(jobs), ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {}
+        for pk, todo in work:
+            say("start", {"segment": label, "partition": pk})
+            fut = pool.submit(_worker, defs_ref, instance.get_ref(), [k.to_user_string() for k in todo], pk,
+                              _resource_specs(resources), log_level, log_path)
+            futures[fut] = (pk, todo)
+        for fut in as_completed(futures):
+            if fut.cancelled():
+                continue
+            pk, todo = futures[fut]
+            res = fut.result()
+            if "error" in res:
+                errors.append(f"{label} [{pk}]: {res['error']}")
+                for other in futures:  # stop launching; partitions already running finish
+                    other.cancel()
+                continue
+            say("done", add({"segment": label, "partition": pk, "status": "ok" if res["ok"] else "failed",
+                              "assets": [k.to_user_string() for k in todo], "seconds": res["seconds"],
+                              "run_id": res["run_id"]}))
+    if errors:
+        raise RuntimeError("\n".join(errors))
+
+
 def materialize_all(
     defs: dg.Definitions,
     instance: dg.DagsterInstance,
@@ -153,16 +283,30 @@ def materialize_all(
     report: Reporter | None = None,
     log_level: str = "INFO",
     resources: dict | None = None,
+    jobs: int = 1,
+    log_path: str | Path | None = None,
+    defs_ref: str = DEFS_REF,
 ) -> list[dict]:
     """Materialize every segment × partition in order; returns one record per (segment, partition) step.
 
     ``resources`` override the definitions' resources (tests point ``settings`` at a temporary home).
+    With ``jobs`` > 1 and a persistent instance, the partitions of a per-arm segment run ``jobs`` at a time in
+    worker processes (``defs_ref`` names the definitions they import; their output goes to ``log_path``).
     """
     say = report or (lambda _ev, _info: None)
     assets = list(defs.assets or []) + list(defs.asset_checks or [])
     resources = {**(defs.resources or {}), **(resources or {})}
-    steps = []
+    steps: list[dict] = []
+    base = time.perf_counter()
+
+    def add(rec: dict) -> dict:
+        """Record a step with its end time (seconds since the start); its start is ``end - seconds``."""
+        rec["end"] = round(time.perf_counter() - base, 2)
+        steps.append(rec)
+        return rec
+
     for seg in plan(defs, selection):
+        work: list[tuple[str | None, list[dg.AssetKey]]] = []
         for pk in _partition_keys(seg, experiments, arms):
             todo = seg.keys if force else stale_keys(defs, instance, seg.keys, pk)
             waiting = missing_fan_in(defs, instance, todo, pk)
@@ -175,30 +319,25 @@ def materialize_all(
                 todo = [k for k in todo if k not in blocked]
                 n_missing = len({a for arms_ in waiting.values() for a in arms_})
                 what = f"{n_missing} handle(s) of {pk}" if pk else "upstream partitions"
-                steps.append({"segment": seg.label, "partition": pk, "seconds": 0.0,
-                              "status": f"waiting for {what}"})
-                say("skip", steps[-1])
+                say("skip", add({"segment": seg.label, "partition": pk, "seconds": 0.0,
+                                 "status": f"waiting for {what}"}))
             if not todo:
                 if not waiting:
-                    steps.append({"segment": seg.label, "partition": pk, "status": "fresh", "seconds": 0.0})
-                    say("skip", steps[-1])
+                    say("skip", add({"segment": seg.label, "partition": pk, "status": "fresh", "seconds": 0.0}))
                 continue
+            work.append((pk, todo))
+        per_arm = bool(work) and all(pk is not None and "." in pk for pk, _ in work)
+        if jobs > 1 and per_arm and len(work) > 1 and instance.is_persistent:
+            _run_parallel(work, seg.label, min(jobs, len(work)), instance, resources, log_level,
+                          str(log_path) if log_path else None, defs_ref, say, add)
+            continue
+        for pk, todo in work:
             say("start", {"segment": seg.label, "partition": pk})
             t0 = time.perf_counter()
-            result = dg.materialize(
-                assets,
-                selection=todo,
-                partition_key=pk,
-                instance=instance,
-                resources=resources,
-                tags={"irbench/segment": todo[0].to_user_string()},
-                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-                raise_on_error=True,
-            )
-            steps.append(
+            result = _materialize_one(assets, todo, pk, instance, resources, log_level)
+            say("done", add(
                 {"segment": seg.label, "partition": pk, "status": "ok" if result.success else "failed",
                  "assets": [k.to_user_string() for k in todo],
                  "seconds": round(time.perf_counter() - t0, 2), "run_id": result.run_id}
-            )
-            say("done", steps[-1])
+            ))
     return steps

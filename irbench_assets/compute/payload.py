@@ -143,6 +143,13 @@ def _call(fn: PayloadFn, args: Mapping[str, Any], log: LogFn) -> Mapping[str, An
 
 
 # --------------------------------------------------------------------------------------- public API
+def _limit_threads() -> None:
+    """Honour IRBENCH_TORCH_THREADS: the orchestrator splits the cores when it runs partitions side by side."""
+    n = os.environ.get("IRBENCH_TORCH_THREADS", "").strip()
+    if n and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(max(1, int(n)))
+
+
 def run_payload(fn: PayloadFn, argv: Sequence[str] | None = None) -> None:
     """Run ``fn(**args, log=log)`` as a stage payload: under dagster-pipes, or as a CLI with JSON args.
 
@@ -152,6 +159,7 @@ def run_payload(fn: PayloadFn, argv: Sequence[str] | None = None) -> None:
     """
     argv = sys.argv[1:] if argv is None else argv
     ns = _parse_cli(argv)
+    _limit_threads()
     if ns.json_args is not None or ns.json_file is not None:
         args = _load_cli_args(ns)
 
