@@ -105,3 +105,15 @@ def test_extraction_is_byte_deterministic(small_mimic: Path, tmp_path: Path) -> 
     for rel in files_a:
         if rel.name != "extraction_report.json":
             assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+
+
+def test_output_does_not_depend_on_workers(small_mimic: Path, small_meds: tuple[Path, dict], tmp_path: Path) -> None:
+    """One worker (no overlap of tables or shards) writes the same bytes as the parallel default."""
+    root, report = small_meds
+    one = tmp_path / "one"
+    report_one = extract_meds(small_mimic, one, MedsConfig(subjects_per_shard=60, batch_rows=5000), workers=1)
+    files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
+    for rel in files:
+        assert (root / rel).read_bytes() == (one / rel).read_bytes(), rel
+    assert report_one["tables"] == report["tables"]
