@@ -24,6 +24,7 @@ from typing import Literal
 
 import numpy as np
 import polars as pl
+from threadpoolctl import threadpool_limits
 
 from irbench_assets.stats.metrics import TASK_TYPES, as_py
 from irbench_assets.stats.multitest import adjust_within
@@ -277,6 +278,13 @@ class FamilyTables:
     resample_counts: pl.DataFrame
 
 
+# The kernels' BLAS calls are small per-chunk products (resamples × items × a few columns): OpenBLAS threads
+# cost more than they give there, and spin badly when other work shares the cores (a demo family went from
+# 60 s to 5 s on 2 loaded cores with one BLAS thread). Results do not depend on the thread count.
+_ONE_BLAS_THREAD = threadpool_limits.wrap(limits=1, user_api="blas")
+
+
+@_ONE_BLAS_THREAD
 def handle_metrics_table(
     preds: pl.DataFrame,
     family_map: Mapping[str, str],
@@ -315,6 +323,7 @@ def handle_metrics_table(
     return _sorted(pl.DataFrame(rows, schema=METRICS_SCHEMA), ("family_name", "outcome", "metric", "handle"))
 
 
+@_ONE_BLAS_THREAD
 def build_family_tables(
     preds: pl.DataFrame,
     family_map: Mapping[str, str],

@@ -45,6 +45,8 @@ CONFIDENCE = 0.95
 # gathered and prefix-summed arrays stay in cache (measured fastest at n = 60,000, 2 shared cores).
 CHUNK_ELEMENTS = {"classification": 1 << 19, "regression": 1 << 19}
 MAX_CHUNK = 256
+# Upper bound of the per-plan cache of packed swap bits (2000 permutations × 60,000 items = 15 MB).
+SWAP_CACHE_BYTES = 64 << 20
 
 
 def auto_chunk(n_items: int, task_type: str = "classification") -> int:
@@ -88,6 +90,9 @@ class ResamplePlan:
     entropy: tuple[int, ...]
     n_resamples: int = N_RESAMPLES
     n_permutations: int = N_PERMUTATIONS
+    # Packed swap bits of all permutations, drawn once: every pair of a family uses the same plan, and
+    # building one generator per permutation costs ~35 µs, which dominated small-n (demo) families.
+    _cache: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def for_ids(
@@ -126,8 +131,24 @@ class ResamplePlan:
         indices = [self.bootstrap_indices(b) for b in range(start, stop)]
         return counts_from_indices(indices, self.n_items, ws)
 
+    def _swap_bits(self) -> np.ndarray | None:
+        """All permutations' swap decisions as packed bits (cached), or None when they would exceed the cap."""
+        nbytes = (self.n_items + 7) // 8
+        if self.n_permutations * nbytes > SWAP_CACHE_BYTES:
+            return None
+        bits = self._cache.get("swap")
+        if bits is None:
+            bits = np.empty((self.n_permutations, nbytes), dtype=np.uint8)
+            for p in range(self.n_permutations):
+                bits[p] = np.frombuffer(self._rng(_PURPOSE_PERMUTATION, p).bytes(nbytes), dtype=np.uint8)
+            self._cache["swap"] = bits
+        return bits
+
     def swap_masks(self, start: int, stop: int) -> np.ndarray:
         """Swap decisions of permutations ``start..stop-1``: (permutations, items) bool."""
+        bits = self._swap_bits()
+        if bits is not None and stop <= self.n_permutations:
+            return np.unpackbits(bits[start:stop], axis=1, count=self.n_items, bitorder="little").astype(bool)
         out = np.empty((stop - start, self.n_items), dtype=bool)
         for j, p in enumerate(range(start, stop)):
             out[j] = self.swap_mask(p)
