@@ -227,10 +227,12 @@ def _worker(
 
 @contextlib.contextmanager
 def _worker_env(jobs: int) -> Iterator[None]:
-    """Split the cores between the workers: torch (payloads, via IRBENCH_TORCH_THREADS) and polars threads."""
+    """Split the cores between the workers: torch (payloads, via IRBENCH_TORCH_THREADS), polars and BLAS/OpenMP
+    threads. Workers are spawned inside this context, so they start with these variables set."""
     per = str(max(1, (os.cpu_count() or 1) // jobs))
-    saved = {k: os.environ.get(k) for k in ("IRBENCH_TORCH_THREADS", "POLARS_MAX_THREADS")}
-    os.environ.update({"IRBENCH_TORCH_THREADS": per, "POLARS_MAX_THREADS": per})
+    names = ("IRBENCH_TORCH_THREADS", "POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    saved = {k: os.environ.get(k) for k in names}
+    os.environ.update(dict.fromkeys(names, per))
     try:
         yield
     finally:
