@@ -49,7 +49,12 @@ def _run(args: argparse.Namespace, experiments: set[str] | None, arms: set[str] 
     import dagster as dg
     from tqdm import tqdm
 
-    from irbench_assets.compute.orchestrate import materialize_all, orchestrate_jobs, plan
+    from irbench_assets.compute.orchestrate import (
+        materialize_all,
+        orchestrate_jobs,
+        orchestrate_torch_threads,
+        plan,
+    )
     from irbench_assets.definitions import defs
 
     _ensure_dagster_home()
@@ -77,6 +82,7 @@ def _run(args: argparse.Namespace, experiments: set[str] | None, arms: set[str] 
         return materialize_all(
             defs, instance, selection=selection, experiments=experiments, arms=arms, force=args.force,
             report=report, log_level="DEBUG" if args.verbose else "WARNING", jobs=jobs, log_path=log_path,
+            torch_threads=orchestrate_torch_threads(get_settings()),
         )
 
     if args.verbose:

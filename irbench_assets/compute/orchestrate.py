@@ -163,6 +163,18 @@ def orchestrate_jobs(settings: Settings) -> int:
     return n
 
 
+def orchestrate_torch_threads(settings: Settings) -> int | None:
+    """The profile's ``orchestrate.torch_threads``: CPU threads of every training/extraction payload (None = torch's
+    default). Pinning it makes CPU results independent of ``jobs`` and of the machine's core count."""
+    value = settings.section("orchestrate").get("torch_threads")
+    if value is None:
+        return None
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"profile {settings.profile!r}: orchestrate.torch_threads must be an integer >= 1, "
+                         f"got {value!r}")
+    return value
+
+
 DEFS_REF = "irbench_assets.definitions:defs"
 
 
@@ -226,13 +238,10 @@ def _worker(
 
 
 @contextlib.contextmanager
-def _worker_env(jobs: int) -> Iterator[None]:
-    """Split the cores between the workers: torch (payloads, via IRBENCH_TORCH_THREADS), polars and BLAS/OpenMP
-    threads. Workers are spawned inside this context, so they start with these variables set."""
-    per = str(max(1, (os.cpu_count() or 1) // jobs))
-    names = ("IRBENCH_TORCH_THREADS", "POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {k: os.environ.get(k) for k in names}
-    os.environ.update(dict.fromkeys(names, per))
+def _env(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the block (payloads and spawned workers inherit them), then restore."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -250,7 +259,13 @@ def _run_parallel(
     """Materialize the partitions of one per-arm segment, ``jobs`` at a time, each in its own process."""
     ctx = multiprocessing.get_context("spawn")
     errors: list[str] = []
-    with _worker_env(jobs), ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    # Split the cores between the workers (polars, BLAS/OpenMP, torch unless pinned by the profile); workers
+    # are spawned inside this block, so they start with these variables.
+    per = str(max(1, (os.cpu_count() or 1) // jobs))
+    names = ("IRBENCH_TORCH_THREADS", "POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    values = dict.fromkeys(names, per)
+    values["IRBENCH_TORCH_THREADS"] = os.environ.get("IRBENCH_TORCH_THREADS") or per
+    with _env(values), ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         futures = {}
         for pk, todo in work:
             say("start", {"segment": label, "partition": pk})
@@ -286,6 +301,7 @@ def materialize_all(
     log_level: str = "INFO",
     resources: dict | None = None,
     jobs: int = 1,
+    torch_threads: int | None = None,
     log_path: str | Path | None = None,
     defs_ref: str = DEFS_REF,
 ) -> list[dict]:
@@ -294,7 +310,13 @@ def materialize_all(
     ``resources`` override the definitions' resources (tests point ``settings`` at a temporary home).
     With ``jobs`` > 1 and a persistent instance, the partitions of a per-arm segment run ``jobs`` at a time in
     worker processes (``defs_ref`` names the definitions they import; their output goes to ``log_path``).
+    ``torch_threads`` pins the payloads' torch threads (see :func:`orchestrate_torch_threads`).
     """
+    if torch_threads is not None:
+        with _env({"IRBENCH_TORCH_THREADS": str(torch_threads)}):
+            return materialize_all(defs, instance, selection=selection, experiments=experiments, arms=arms,
+                                   force=force, report=report, log_level=log_level, resources=resources, jobs=jobs,
+                                   log_path=log_path, defs_ref=defs_ref)
     say = report or (lambda _ev, _info: None)
     assets = list(defs.assets or []) + list(defs.asset_checks or [])
     resources = {**(defs.resources or {}), **(resources or {})}

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from irbench_assets.compute.orchestrate import materialize_all, orchestrate_jobs
+from irbench_assets.compute.orchestrate import materialize_all, orchestrate_jobs, orchestrate_torch_threads
 from irbench_assets.compute.resources import IrbenchSettings
 from irbench_assets.definitions import defs
 from irbench_assets.settings import REPO_ROOT, Settings, get_settings
@@ -85,3 +85,14 @@ def test_jobs_setting_is_validated(tmp_path: Path) -> None:
         jobs(0)
     with pytest.raises(ValueError, match="integer or 'auto', got 'many'"):
         jobs("many")
+
+
+def test_torch_threads_setting(tmp_path: Path) -> None:
+    def threads(value: object) -> int | None:
+        return orchestrate_torch_threads(Settings(tmp_path, "demo", None, {"orchestrate": {"torch_threads": value}}))
+
+    assert threads(1) == 1
+    assert threads(None) is None
+    assert orchestrate_torch_threads(get_settings(str(tmp_path), "demo")) == 1
+    with pytest.raises(ValueError, match="torch_threads must be an integer >= 1, got 0"):
+        threads(0)
