@@ -6,15 +6,17 @@ described by an integer weight per item. The kernels here take a :class:`Weights
 column = resample, one entry per item) and return one metric value per column, using only
 
 * gathers of the weights into a precomputed sorted order (one global sort per handle, never one per
-  resample), prefix sums there, and reads of the prefix at precomputed group ends;
+  resample) and prefix sums there, or sums of the weights per precomputed group (a fixed 0/1 sparse
+  matrix times the weights: one pass that gathers and adds), and prefix sums over the groups;
 * small dense products for the metrics that are linear in the weights (Brier, ECE, MAE, RMSE, R^2);
 * a cheap *finish* on group-level arrays.
 
-The rank metrics (AUROC, AP) only need prefix sums of counts, so several resamples are packed into one
-64-bit word (:class:`Lanes`: 4 lanes of 16 bits, or 2 of 32) and gathered and prefix-summed together;
-no lane can overflow because every prefix is at most the resample size. The formulas (tie handling
-included) are in ``docs/statistics.md``; every kernel is checked against scikit-learn / scipy in the
-tests.
+The rank metrics (AUROC, AP, Spearman) only need sums of counts, so several resamples are packed into
+one 64-bit word (:class:`Lanes`: 4 lanes of 16 bits, or 2 of 32) and gathered, grouped and
+prefix-summed together; no lane can overflow because every sum is at most the resample size. Only
+the few per-item products of Spearman run on unpacked (items x lanes) float64 blocks of exact
+integers. The formulas (tie handling included) are in ``docs/statistics.md``; every kernel is checked
+against scikit-learn / scipy in the tests.
 
 scikit-learn's metric functions score one sample per call; at 2000 resamples x 60k admissions a loop
 around them is the bottleneck this module removes, which is why the kernels are written here by hand.
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import scipy.sparse as sp
 
 TaskType = Literal["classification", "regression"]
 TASK_TYPES: tuple[TaskType, ...] = ("classification", "regression")
@@ -48,6 +51,11 @@ ECE_EDGES = np.linspace(0.0, 1.0, ECE_BINS + 1)
 # Above this total weight the exact-integer rank arithmetic of the Spearman kernel (N^3 < 2^53) no
 # longer holds; results are still correct to float64 rounding, but we refuse rather than degrade silently.
 MAX_EXACT_N = 200_000
+# Items per block of the Spearman cross sum: its (block, lanes) float64 operands stay in cache between
+# the passes (measured fastest at n = 60,000 with the indices drawn right before each chunk).
+SPEARMAN_BLOCK = 16384
+# Weights.cube_sums pads the items to a multiple of this, so that _lane_sums can cut rows into 64 parts.
+_LANE_SUM_BLOCK = 64
 
 
 def metrics_for(task_type: str) -> tuple[str, ...]:
@@ -221,6 +229,7 @@ class Weights:
         self._lanes: Lanes | None = None
         self._max_weight: int | None = None
         self._items_f64: np.ndarray | None = None
+        self._cube_sums: np.ndarray | None = None
         if cols is not None:
             if cols.ndim != 2 or cols.dtype != np.int32 or not cols.flags.c_contiguous:
                 raise ValueError("Weights.cols must be a C-contiguous (columns, items) int32 matrix")
@@ -314,6 +323,32 @@ class Weights:
             np.copyto(self._items_f64, lanes.lane_view(lanes.words))
         return self._items_f64
 
+    @property
+    def cube_sums(self) -> np.ndarray:
+        """``sum_i w_i^3`` of every column as float64 (exact: at most N^3 < 2^53), cached.
+
+        Shared by every handle: it gives the Spearman x denominator ``(N^3 - sum w^3) / 3`` of any
+        handle without tied predictions. Small counts (the bootstrap case) are cubed inside the 16-bit
+        lanes and summed four columns per uint64 operation (see :func:`_lane_sums`).
+        """
+        if self._cube_sums is None:
+            lanes = self.lanes
+            lv = lanes.words.view(lanes.lane_dtype)  # (word rows, items * lanes), contiguous
+            top = int(lv.max(initial=0)) ** 3
+            if lanes.bits == 16 and top < 1 << 16:
+                p, m = lanes.words.shape
+                padded = -(-m // _LANE_SUM_BLOCK) * _LANE_SUM_BLOCK
+                c3 = self.buf("w.cubes", (p, padded * lanes.n_lanes), np.uint16)
+                c3[:, lv.shape[1] :] = 0
+                np.multiply(lv, lv, out=c3[:, : lv.shape[1]])
+                np.multiply(c3[:, : lv.shape[1]], lv, out=c3[:, : lv.shape[1]])
+                sums = _lane_sums(c3.view(np.uint64), max(top, 1))
+            else:
+                wide = lanes.lane_view(lanes.words).astype(np.uint64)  # w^3 <= N^3 < 2^64
+                sums = np.sum(wide * wide * wide, axis=1, dtype=np.uint64).astype(np.float64)
+            self._cube_sums = sums.reshape(-1)[: self.n_columns]
+        return self._cube_sums
+
     def dot(self, design: np.ndarray) -> np.ndarray:
         """``W @ design`` (c, k): the linear aggregates of every column, from the item-major lanes."""
         wf = self.items_f64
@@ -322,6 +357,24 @@ class Weights:
         for r in range(p):
             out[r * nl : (r + 1) * nl] = wf[r].T @ design
         return out[: self.n_columns]
+
+
+def _lane_sums(words: np.ndarray, top: int) -> np.ndarray:
+    """Per-lane totals (rows, 4) float64 of (rows, k) words of four 16-bit lanes, each lane <= ``top``
+    (exact while a total stays below 2^53).
+
+    No lane may carry into the next, so the row is first cut into ``f`` equal parts that are added
+    word by word (a lane then holds at most ``f * top < 2^16``; ``f`` a power of two dividing ``k``:
+    callers pad with zero words); the few words left are then widened and summed (BLAS).
+    """
+    rows, k = words.shape
+    f = 1
+    while k % (2 * f) == 0 and 2 * f * top < 1 << 16:
+        f *= 2
+    if f > 1:
+        words = words.reshape(rows, f, k // f).sum(axis=1, dtype=np.uint64)
+    lanes = words.view(np.uint16).reshape(rows, -1, 4).astype(np.float64)
+    return np.ones(lanes.shape[1]) @ lanes
 
 
 def _cube_sum(counts: np.ndarray, axis: int = 1) -> np.ndarray:
@@ -335,6 +388,22 @@ def _take_rows(src: np.ndarray, index: np.ndarray, out: np.ndarray) -> np.ndarra
     for r in range(src.shape[0]):
         np.take(src[r], index, out=out[r], mode="clip")
     return out
+
+
+def _group_matrix(group: np.ndarray, n_groups: int) -> sp.csr_array:
+    """(groups, items) 0/1 uint64 matrix with item ``k`` in row ``group[k]`` (no row where it is < 0):
+    ``G @ words`` adds the packed words of every group's items in one sparse pass, a fused gather and
+    segmented sum (scipy's CSR product; no lane carries while a group's lane total fits the lane).
+    """
+    keep = np.flatnonzero(group >= 0)
+    rows = group[keep]
+    counts = np.bincount(rows, minlength=n_groups)
+    indptr = np.zeros(n_groups + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    index = np.int32 if group.size < 2**31 else np.int64
+    cols = keep[np.argsort(rows, kind="stable")].astype(index)
+    data = np.ones(cols.size, dtype=np.uint64)
+    return sp.csr_array((data, cols, indptr.astype(index)), shape=(n_groups, int(group.size)))
 
 
 def _sorted_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -352,15 +421,16 @@ def _sorted_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 class BinaryScores:
     """Precomputed structure of one handle's binary predictions: AUROC, AP, Brier and ECE-15 kernels.
 
-    Items are put in one fixed order: positives by descending score, then negatives by descending
-    score. The inclusive prefix of the weights in that order, read at K + K (+ K) fixed positions,
-    gives per distinct positive score u_g (descending, g = 0..K-1): the positive weight scoring >= u_g
-    (``TP_g``), and, past the positives' block, the negative weight scoring >= u_g and > u_g. Then
+    Per distinct positive score u_g (descending, g = 0..K-1) the rank metrics need the positive weight
+    scoring >= u_g (``TP_g``) and the negative weight scoring >= u_g and > u_g; then
     AP = sum_g P_g TP_g / (TP_g + FP>=_g) / W+ and 2 W+ W- AUROC = sum_g P_g (2 W- - FP>=_g - FP>_g),
-    with P_g = TP_g - TP_{g-1}: scikit-learn's tie handling, in integers.
+    with P_g = TP_g - TP_{g-1}: scikit-learn's tie handling, in integers. :meth:`rank_scores` sums the
+    weights into 3K bins (:attr:`bins`) and prefix-sums the bins. The swap kernels read the same
+    counts as the inclusive prefix of the weights in one fixed order (positives by descending score,
+    then negatives by descending score) at K + K (+ K) fixed positions (:meth:`prefix_values`).
     """
 
-    def __init__(self, y_true: np.ndarray, y_pred: np.ndarray) -> None:
+    def __init__(self, y_true: np.ndarray, y_pred: np.ndarray, *, rank_bins: bool = True) -> None:
         y = np.asarray(y_true) == 1
         p = np.asarray(y_pred, dtype=np.float64)
         self.n_items = int(p.size)
@@ -384,6 +454,10 @@ class BinaryScores:
             "gt": (n_pos - 1 + gt).astype(np.intp),
         }
         self._positions: dict[tuple[str, ...], np.ndarray] = {}
+        self._scores, self._u, self._n_pos = p, u, n_pos
+        self._bins: sp.csr_array | None = None
+        if rank_bins:  # per-handle setup, like the sorts above (the swap kernels do not use the bins)
+            self._bins = self.bins
         ece_bin = np.searchsorted(ECE_EDGES[1:-1], p, side="right")
         lin = np.zeros((self.n_items, 1 + ECE_BINS), dtype=np.float64)
         lin[:, 0] = (p - y) ** 2
@@ -395,18 +469,89 @@ class BinaryScores:
         self.brier_sorted = lin[self.ece_order, 0].copy()
         self.gap_sorted = (y - p)[self.ece_order]
 
+    @property
+    def bins(self) -> sp.csr_array:
+        """(3K, items) sparse 0/1 matrix of the rank bins: row g holds the positives scoring u_g, row
+        K + a the negatives strictly between u_a and u_{a-1} (a = 0: above u_0), row 2K + a the negatives
+        tied with u_a; negatives below every positive score are in no row (they never count)."""
+        if self._bins is None:
+            k, n_pos = self.k, self._n_pos
+            group = np.full(self.n_items, -1, dtype=np.int64)
+            pos, neg = self.order[:n_pos], self.order[n_pos:]
+            ps = self._scores[pos]
+            if n_pos:
+                group[pos] = np.cumsum(np.append(True, ps[1:] != ps[:-1])) - 1
+            s = self._scores[neg]
+            u_asc = self._u[::-1]
+            above = k - np.searchsorted(u_asc, s, side="right")  # positive scores > s
+            tied = k - np.searchsorted(u_asc, s, side="left") > above  # s equals u_above
+            group[neg] = np.where(tied, 2 * k + above, np.where(above < k, k + above, -1))
+            self._bins = _group_matrix(group, 3 * k)
+        return self._bins
+
+    def rank_scores(self, w: Weights, metrics: Sequence[str]) -> dict[str, np.ndarray]:
+        """AUROC / AP per column from the packed bin totals (one sparse pass per word row) and their
+        prefix sums over the K positive scores; NaN where a column holds one class only.
+
+        Integer counts stay packed (four columns per uint64) up to TP_g and TP_g + FP>=_g; then
+        AP = sum_g P_g TP_g / (TP_g + FP>=_g) / W+ and AUROC = 1 - sum_g P_g (FP>=_g + FP>_g) / (2 W+ W-).
+        """
+        lanes = w.lanes
+        p, k, c, nl = lanes.n_words, self.k, w.n_columns, lanes.n_lanes
+        out: dict[str, np.ndarray] = {}
+        if k == 0:  # no positive item at all
+            for m in ("roc_auc", "pr_auc"):
+                if m in metrics:
+                    out[m] = np.full(c, np.nan)
+            return out
+        bins = w.buf("bin.bins", (p, 3 * k), np.uint64)
+        for r in range(p):
+            bins[r] = self.bins @ lanes.words[r]
+        tp = w.buf("bin.tp", (p, k), np.uint64)
+        np.cumsum(bins[:, :k], axis=1, out=tp)  # TP_g (every total <= N: no lane carries)
+        fge = w.buf("bin.fge", (p, k), np.uint64)
+        np.add(bins[:, k : 2 * k], bins[:, 2 * k :], out=fge)
+        np.cumsum(fge, axis=1, out=fge)  # FP>=_g
+
+        def floats(packed: np.ndarray, name: str) -> np.ndarray:  # (p, k) packed -> (p, k, nl) float64
+            f = w.buf(name, (p, k, nl), np.float64)
+            np.copyto(f, lanes.lane_view(packed))
+            return f
+
+        def lane_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # sum_g a b per column, (c,)
+            return np.concatenate([np.diagonal(a[r].T @ b[r]) for r in range(p)])[:c]
+
+        tpf = floats(tp, "bin.tpf")
+        gain = w.buf("bin.gain", (p, k, nl), np.float64)  # P_g = TP_g - TP_{g-1} (exact)
+        gain[:, 0] = tpf[:, 0]
+        np.subtract(tpf[:, 1:], tpf[:, :-1], out=gain[:, 1:])
+        w_pos = tpf[:, k - 1].reshape(-1)[:c].copy()
+        tot = w.total.astype(np.float64)
+        defined = (w_pos > 0) & (w_pos < tot)
+        if "pr_auc" in metrics:
+            np.add(tp, fge, out=fge)  # TP_g + FP>=_g <= N
+            everything = floats(fge, "bin.e")
+            np.subtract(fge, tp, out=fge)  # back to FP>=_g
+            np.maximum(everything, 1.0, out=everything)  # 0 only where P_g = 0 (the term is 0)
+            np.divide(tpf, everything, out=everything)  # precision at u_g
+            ap = lane_dots(gain, everything)
+            out["pr_auc"] = np.where(defined, ap / np.where(defined, w_pos, 1.0), np.nan)
+        if "roc_auc" in metrics:
+            fp = floats(fge, "bin.fp")
+            np.subtract(fge, bins[:, 2 * k :], out=fge)  # FP>_g = FP>=_g - negatives tied at u_g
+            fp += floats(fge, "bin.fgt")
+            den2 = 2.0 * w_pos * (tot - w_pos)
+            out["roc_auc"] = np.where(
+                defined, 1.0 - lane_dots(gain, fp) / np.where(defined, den2, 1.0), np.nan
+            )
+        return out
+
     def positions(self, metrics: Sequence[str]) -> tuple[tuple[str, ...], np.ndarray]:
         """The prefix positions the requested rank metrics read: parts (tp, ge[, gt]) concatenated."""
         parts: tuple[str, ...] = ("tp", "ge", "gt") if "roc_auc" in metrics else ("tp", "ge")
         if parts not in self._positions:
             self._positions[parts] = np.concatenate([self._at[q] for q in parts]).astype(np.intp)
         return parts, self._positions[parts]
-
-    def sorted_words(self, w: Weights, name: str = "bin.sorted") -> np.ndarray:
-        """The packed weights gathered into this handle's order (uint64 words, workspace buffer)."""
-        lanes = w.lanes
-        out = w.buf(name, lanes.words.shape, np.uint64)
-        return _take_rows(lanes.words, self.order, out)
 
     def prefix_values(self, words: np.ndarray, lanes: Lanes, metrics: Sequence[str]) -> np.ndarray:
         """Prefix-sum the sorted words in place and read them at the metrics' positions.
@@ -488,24 +633,11 @@ class BinaryScores:
         if "brier" in metrics or "ece_15" in metrics:
             out.update(self.finish_linear(self.linear(w), w.total, metrics))
         if "roc_auc" in metrics or "pr_auc" in metrics:
-            vals = self.prefix_values(self.sorted_words(w), w.lanes, metrics)
-            out.update(self.finish_ranks(vals, w.total, metrics))
+            out.update(self.rank_scores(w, metrics))
         return out
 
 
 # --------------------------------------------------------------------------------- regression kernel
-def _rank_dtype(max_total: int) -> type:
-    """float64 when every integer the Spearman sums reach (at most 4 N^3) is exact in it, else int64."""
-    return np.float64 if 4.0 * float(max_total) ** 3 < 2.0**53 else np.int64
-
-
-def _col_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per column, ``sum_i a[i, j] * b[i, j]`` of two (m, L) arrays, as float64 (exact integers)."""
-    if a.dtype == np.float64:
-        return np.diagonal(a.T @ b).copy()  # BLAS; every partial sum is an exact integer
-    return np.einsum("ij,ij->j", a, b, dtype=np.int64).astype(np.float64)
-
-
 def _padded_totals(w: Weights) -> np.ndarray:
     """Column totals laid out as the lanes, (word rows, lanes); unused lanes 0."""
     lanes = w.lanes
@@ -519,9 +651,10 @@ class YSide:
     """Per-column y-rank information shared by every handle of a regression outcome.
 
     ``b2`` (word rows, Gy, lanes) is twice the centred average y-rank of each y group (ascending y)
-    in each column, laid out like the weights' lanes; ``den_y = 4 sum w b^2 = (N^3 - sum_g W_g^3) / 3``
-    (c,) is an exact integer, 0 exactly when a column holds a single y value (R^2 and Spearman
-    undefined).
+    in each column, laid out like the weights' lanes (a workspace buffer when the weights have one:
+    valid until the next :meth:`RegressionTarget.side` on that workspace);
+    ``den_y = 4 sum w b^2 = (N^3 - sum_g W_g^3) / 3`` (c,) is an exact integer, 0 exactly when a column
+    holds a single y value (R^2 and Spearman undefined).
     """
 
     b2: np.ndarray
@@ -541,26 +674,34 @@ class RegressionTarget:
         self.group_sizes = np.diff(self.ends, prepend=-1)
         self.group_of_item = np.empty(self.n_items, dtype=np.intp)
         self.group_of_item[self.order] = gid_sorted
+        self.groups = _group_matrix(self.group_of_item, self.n_groups)  # (Gy, items)
 
     def side(self, w: Weights) -> YSide:
-        """Average y-ranks of every column, per y group, from one prefix sum of the words in y order."""
+        """Average y-ranks of every column, per y group, from the groups' packed weights (one sparse pass
+        per word row) and their prefix over the groups."""
         lanes = w.lanes
-        words = _take_rows(lanes.words, self.order, w.buf("y.sorted", lanes.words.shape, np.uint64))
-        np.cumsum(words, axis=1, out=words)
-        # float64 is exact here: every value, and every partial sum of cubes, is an integer <= N^3 < 2^53
-        end = lanes.lane_view(np.take(words, self.ends, axis=1)).astype(np.float64)  # (p, Gy, L)
-        wg = end.copy()
-        wg[:, 1:] -= end[:, :-1]
-        tot = _padded_totals(w).astype(np.float64)
-        b2 = end
-        b2 *= 2
-        b2 -= wg
-        b2 -= tot[:, None, :]  # S_g + E_g - N
-        cubes = wg * wg
-        cubes *= wg
-        den = (tot**3 - np.ones(self.n_groups) @ cubes) / 3.0  # sum over groups (BLAS, exact)
-        dtype = _rank_dtype(int(w.total.max(initial=0)))
-        return YSide(b2 if dtype == np.float64 else b2.astype(dtype), den.reshape(-1)[: w.n_columns])
+        p, nl, ng = lanes.n_words, lanes.n_lanes, self.n_groups
+        wg = w.buf("y.wg", (p, ng), np.uint64)
+        for r in range(p):
+            wg[r] = self.groups @ lanes.words[r]  # W_g of every lane (< 2^bits: no carry)
+        end = np.cumsum(wg, axis=1)  # E_g
+        # float64 is exact here: every value, and every partial sum below, is an integer <= N^3 < 2^53
+        ef = w.buf("y.e", (p, ng, nl), np.float64)
+        np.copyto(ef, lanes.lane_view(end))
+        b2 = w.buf("y.b2", (p, ng, nl), np.float64)
+        b2[:, 0] = ef[:, 0]
+        np.add(ef[:, 1:], ef[:, :-1], out=b2[:, 1:])  # S_g + E_g
+        if w.n_columns and bool(np.all(w.total == w.total[0])):  # bootstrap: one N (unused lanes: garbage)
+            b2 -= float(w.total[0])
+        else:
+            b2 -= _padded_totals(w).astype(np.float64)[:, None, :]  # - N of each column
+        wb = w.buf("y.wb", (p, ng, nl), np.float64)
+        np.copyto(wb, lanes.lane_view(wg))
+        wb *= b2
+        den = np.empty((p, nl))
+        for r in range(p):  # den_y = 4 sum w b^2 = sum_g W_g b2_g^2
+            den[r] = np.diagonal(wb[r].T @ b2[r])
+        return YSide(b2, den.reshape(-1)[: w.n_columns])
 
     def unit_b2(self) -> tuple[np.ndarray, float]:
         """2 * centred average y-rank per item (item order) with unit weights, and ``4 sum b^2``."""
@@ -575,11 +716,15 @@ class RegressionScores:
     """Precomputed structure of one handle's regression predictions: Spearman, R^2, MAE, RMSE kernels.
 
     Items are sorted by prediction once. In a column, twice the x-rank of item i plus N is
-    ``A_i = S_g + E_g`` (weight strictly below / at or below its tie group g; ``2 C_i - w_i`` without
-    ties), so ``4 sum w a b = sum_i w_i A_i b2_i`` (the ``N`` term drops because the centred y ranks sum
-    to zero), where ``b2_i`` is the item's y-group value of :class:`YSide`, looked up by a fixed index,
-    and ``4 sum w a^2 = sum_i w_i A_i^2 - N^3``. The prefix sums run on the packed words; the products
-    on item-major (items x lanes) arrays of exact integers (float64 below ``4 N^3 < 2^53``).
+    ``A_i = S_g + E_g`` (weight strictly below / at or below its tie group g), so the Spearman
+    numerator is ``4 sum w a b = sum_i t_i b2_i`` with ``t_i = w_i A_i`` (the ``N`` term drops because
+    the centred y ranks sum to zero) and ``b2_i`` the item's y-group value of :class:`YSide`, looked
+    up by a fixed index. Without tied predictions ``t_i = C_i^2 - C_{i-1}^2`` (C the inclusive prefix
+    in x order), one square and one difference. The x denominator is ``4 sum w a^2 =
+    (N^3 - sum_g W_g^3) / 3`` over the tie groups (the items themselves without ties: the cube sums of
+    the counts, shared by every handle). The prefix sums run on the packed words; ``t`` and ``b2`` are
+    item-major (items x lanes) float64 arrays of exact integers, and every partial sum of
+    ``sum t b2`` stays below ``N^3 < 2^53``.
     """
 
     def __init__(self, target: RegressionTarget, y_pred: np.ndarray) -> None:
@@ -616,32 +761,49 @@ class RegressionScores:
         p, nl, m = lanes.n_words, lanes.n_lanes, w.n_items
         words = _take_rows(lanes.words, self.order, w.buf("x.sorted", lanes.words.shape, np.uint64))
         np.cumsum(words, axis=1, out=words)
-        prefix = lanes.lane_view(words)  # (p, m, L): inclusive prefix C in x order
-        dt = side.b2.dtype
-        cum = w.buf("x.C", (m, nl), dt)
-        wts = w.buf("x.W", (m, nl), dt)
-        a2 = w.buf("x.A", (m, nl), dt)
-        b2 = w.buf("x.B", (m, nl), dt)
-        num = np.empty((p, nl))
-        waa = np.empty((p, nl))
-        for r in range(p):
-            np.copyto(cum, prefix[r])
-            wts[0] = cum[0]
-            np.subtract(cum[1:], cum[:-1], out=wts[1:])  # w_i
-            if not self.ties:
-                a2[0] = cum[0]
-                np.add(cum[1:], cum[:-1], out=a2[1:])  # A_i = C_i + C_{i-1}
-            else:
-                end = np.take(cum, self.ends, axis=0)  # (Gx, L)
-                ag = 2 * end - np.diff(end, axis=0, prepend=0)  # S_g + E_g
-                np.take(ag, self.gid_sorted, axis=0, out=a2, mode="clip")
-            t = np.multiply(wts, a2, out=wts)  # w A
-            np.take(side.b2[r], self.y_group_sorted, axis=0, out=b2, mode="clip")
-            num[r] = _col_dots(t, b2)
-            waa[r] = _col_dots(t, a2)
-        c = w.n_columns
+        cum = lanes.lane_view(words)  # (p, m, nl): prefix C in x order
         n3 = w.total.astype(np.float64) ** 3
-        den = (waa.reshape(-1)[:c] - n3) * side.den_y  # (4 sum w a^2)(4 sum w b^2)
+        if not self.ties:
+            den_x = (n3 - w.cube_sums) / 3.0
+        else:
+            wide = np.dtype(np.uint32 if lanes.bits == 16 else np.uint64)  # holds N^2
+            end = lanes.lane_view(np.take(words, self.ends, axis=1)).astype(wide)  # E_g, (p, Gx, nl)
+            ag = end.copy()
+            ag[:, 1:] += end[:, :-1]  # S_g + E_g
+            t = w.buf("x.t", cum.shape, wide)
+            for r in range(p):
+                np.take(ag[r], self.gid_sorted, axis=0, out=t[r], mode="clip")  # A_i
+            cnt = w.buf("x.w", cum.shape, lanes.lane_dtype)
+            cnt[:, 0] = cum[:, 0]
+            np.subtract(cum[:, 1:], cum[:, :-1], out=cnt[:, 1:])  # w_i
+            t *= cnt  # t_i = w_i A_i <= W_g (S_g + E_g) = E_g^2 - S_g^2 <= N^2
+            wg = np.diff(end.astype(np.float64), axis=1, prepend=0.0)  # W_g
+            den_x = (n3 - np.sum(wg * wg * wg, axis=1).reshape(-1)[: w.n_columns]) / 3.0
+        # sum_i t_i b2_i, one block of items at a time so that the float64 operands stay in cache;
+        # every value and every partial sum is an integer of at most N^3 < 2^53 (exact in float64)
+        blk = min(m, SPEARMAN_BLOCK)
+        sq = w.buf("x.sq", (blk + 1, nl), np.float64)  # row 0 carries C_{i-1}^2 across blocks
+        tf = w.buf("x.t64", (blk, nl), np.float64)
+        b = w.buf("x.b", (blk, nl), np.float64)
+        num = np.empty((p, nl))
+        for r in range(p):
+            acc = np.zeros((nl, nl))
+            sq[0] = 0.0
+            for a in range(0, m, blk):
+                k = min(m, a + blk) - a
+                if not self.ties:  # t_i = C_i^2 - C_{i-1}^2 = w_i (C_i + C_{i-1})
+                    cur = sq[1 : k + 1]
+                    np.copyto(cur, cum[r, a : a + k])
+                    np.multiply(cur, cur, out=cur)
+                    np.subtract(cur, sq[:k], out=tf[:k])
+                    sq[0] = cur[k - 1]
+                else:
+                    np.copyto(tf[:k], t[r, a : a + k])
+                np.take(side.b2[r], self.y_group_sorted[a : a + k], axis=0, out=b[:k], mode="clip")
+                acc += tf[:k].T @ b[:k]  # BLAS
+            num[r] = np.diagonal(acc)
+        c = w.n_columns
+        den = den_x * side.den_y  # (4 sum w a^2)(4 sum w b^2)
         ok = den > 0
         return np.where(ok, num.reshape(-1)[:c] / np.sqrt(np.where(ok, den, 1.0)), np.nan)
 
@@ -718,7 +880,9 @@ class SwapBinary:
     def __init__(self, y_true: np.ndarray, pred0: np.ndarray, pred1: np.ndarray) -> None:
         n = int(y_true.size)
         self.n = n
-        self.kernel = BinaryScores(np.concatenate([y_true, y_true]), np.concatenate([pred0, pred1]))
+        self.kernel = BinaryScores(
+            np.concatenate([y_true, y_true]), np.concatenate([pred0, pred1]), rank_bins=False
+        )
         self.admission = (self.kernel.order % n).astype(np.intp)
         self.from_handle0 = self.kernel.order < n
         self.design0 = self.kernel.linear_design[:n]

@@ -16,6 +16,7 @@ from sklearn.metrics import (
     root_mean_squared_error,
 )
 
+from irbench_assets.stats import metrics
 from irbench_assets.stats.metrics import (
     BINARY_METRICS,
     HIGHER_IS_BETTER,
@@ -220,3 +221,70 @@ def test_bad_input_is_rejected_with_the_offending_row(y: list, p: list, task: st
     with pytest.raises(ValueError, match=match) as err:
         validate_arrays(np.array(y), np.array(p), task, outcome="imv_event", handle="deciles_fused", ids=ids)
     assert "imv_event" in str(err.value) and "deciles_fused" in str(err.value)
+
+
+@pytest.mark.parametrize("ties", ["none", "x", "y", "both"])
+def test_spearman_blocks_and_tie_heavy_resamples_match_scipy(
+    ties: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bootstrap-like columns, plus columns with counts above the 16-bit cube fast path (w > 40) and
+    above the halving bound (w > 15), through the blocked cross sum (block of 7 items: the x-prefix
+    carry crosses every block) against scipy on the expanded sample."""
+    monkeypatch.setattr(metrics, "SPEARMAN_BLOCK", 7)
+    rng = np.random.default_rng(15)
+    n = 61  # not a multiple of the lane-sum padding
+    y = rng.gamma(2.0, 30.0, n)
+    x = y + rng.normal(0, 25, n)
+    if ties in ("y", "both"):
+        y = np.round(y, -1)
+    if ties in ("x", "both"):
+        x = np.round(x, -1)
+    cols = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(9)]).astype(np.int32)
+    cols[6, 3] = 16  # past the halving bound
+    cols[7, :5] = [41, 0, 2, 0, 7]  # past the 16-bit cube
+    cols[8] = 0
+    cols[8, [4, 9]] = [3, 2]  # two items only
+    w = Weights(cols)
+    got = evaluate_weights(y, {"h": x}, "regression", ["spearman_rho"], w)["h"]["spearman_rho"]
+    for j in range(cols.shape[0]):
+        idx = np.repeat(np.arange(n), cols[j])
+        assert_close(
+            {"spearman_rho": got[j]},
+            {"spearman_rho": regression_reference(y[idx], x[idx])["spearman_rho"]},
+            1e-10,
+        )
+
+
+def test_cube_sums_are_exact_for_every_count_range() -> None:
+    """sum_i w_i^3 per column: the 16-bit in-lane path (with and without halving), the wide path for
+    large counts and 32-bit lanes, and item counts that need zero padding."""
+    rng = np.random.default_rng(16)
+    for n, top in [(1, 1), (61, 3), (130, 15), (130, 16), (77, 40), (77, 41), (50, 300), (2, 70_000)]:
+        cols = rng.integers(0, top + 1, size=(6, n)).astype(np.int32)
+        cols[0] = 0
+        cols[1, 0] = top
+        w = Weights(cols)
+        ref = (cols.astype(np.int64) ** 3).sum(axis=1)
+        assert np.array_equal(w.cube_sums, ref.astype(np.float64)), (n, top)
+
+
+def test_binary_rank_bins_with_cross_class_ties_match_sklearn() -> None:
+    """Negatives tied with positive scores, above every positive and below every positive, under
+    bootstrap-like weights: the bin sums give sklearn's AUROC and AP."""
+    rng = np.random.default_rng(17)
+    n = 150
+    y = (rng.random(n) < 0.3).astype(float)
+    p = np.round(rng.random(n), 1)  # many ties within and across classes
+    p[y == 1] = np.maximum(p[y == 1], 0.1)
+    p[(y == 0) & (p < 0.2)] = 0.0  # negatives below every positive
+    neg = np.flatnonzero(y == 0)
+    p[neg[:4]] = 1.0  # negatives above (or tied with) the top positive score
+    cols = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(11)]).astype(np.int32)
+    w = Weights(cols)
+    got = evaluate_weights(y, {"h": p}, "classification", ["roc_auc", "pr_auc"], w)["h"]
+    for j in range(cols.shape[0]):
+        idx = np.repeat(np.arange(n), cols[j])
+        ref = binary_reference(y[idx], p[idx])
+        assert_close(
+            {m: got[m][j] for m in ("roc_auc", "pr_auc")}, {m: ref[m] for m in ("roc_auc", "pr_auc")}
+        )
