@@ -278,6 +278,17 @@ class FamilyTables:
     resample_counts: pl.DataFrame
 
 
+def _handle_alone(
+    od: _OutcomeData, h: str, *, seed: int, n_resamples: int, confidence: float, chunk_size: int | None
+) -> list[HandleMetric]:
+    """One handle's metrics + CIs on its own admissions (resamples keyed by seed, outcome and its id set)."""
+    ids, yt, yp = od.per_handle[h]
+    return evaluate_handle(
+        ids, yt, yp, od.task_type, key=od.outcome, handle=h, seed=seed, n_resamples=n_resamples,
+        confidence=confidence, chunk_size=chunk_size,
+    )
+
+
 # The kernels' BLAS calls are small per-chunk products (resamples × items × a few columns): OpenBLAS threads
 # cost more than they give there, and spin badly when other work shares the cores (a demo family went from
 # 60 s to 5 s on 2 loaded cores with one BLAS thread). Results do not depend on the thread count.
@@ -306,19 +317,7 @@ def handle_metrics_table(
     h = handles[0]
     rows: list[dict[str, object]] = []
     for od in data:
-        ids, yt, yp = od.per_handle[h]
-        res = evaluate_handle(
-            ids,
-            yt,
-            yp,
-            od.task_type,
-            key=od.outcome,
-            handle=h,
-            seed=seed,
-            n_resamples=n_resamples,
-            confidence=confidence,
-            chunk_size=chunk_size,
-        )
+        res = _handle_alone(od, h, seed=seed, n_resamples=n_resamples, confidence=confidence, chunk_size=chunk_size)
         rows.extend(_metric_rows(od, h, res, paths[h]))
     return _sorted(pl.DataFrame(rows, schema=METRICS_SCHEMA), ("family_name", "outcome", "metric", "handle"))
 
@@ -379,21 +378,12 @@ def build_family_tables(
             chunk_size=chunk_size,
         )
         for h in order:
-            own_ids, yt, yp = od.per_handle[h]
+            own_ids = od.per_handle[h][0]
             if own_ids.size == ids.size:  # same id set: the family run's resamples are this handle's
                 res = [r for r in fam.handles if r.handle == h]
             else:
-                res = evaluate_handle(
-                    own_ids,
-                    yt,
-                    yp,
-                    od.task_type,
-                    key=od.outcome,
-                    handle=h,
-                    seed=seed,
-                    n_resamples=n_resamples,
-                    confidence=confidence,
-                    chunk_size=chunk_size,
+                res = _handle_alone(
+                    od, h, seed=seed, n_resamples=n_resamples, confidence=confidence, chunk_size=chunk_size
                 )
             metric_rows.extend(_metric_rows(od, h, res, paths[h]))
             count_rows.extend(
