@@ -214,27 +214,27 @@ def _worker(
     defs_ref: str, instance_ref: object, keys: list[str], pk: str, resource_specs: dict, log_level: str,
     log_path: str | None,
 ) -> dict:
-    """One partition in a worker process (spawned): its own Dagster run against the same persistent instance."""
-    import contextlib
+    """One partition in a worker process (spawned): its own Dagster run against the same persistent instance.
+    Its output goes to ``log_path`` (the CLI's log file), or to the terminal it inherited when None."""
     import importlib
-    import io
 
     resources = _rebuild_resources(resource_specs)
     module, _, attr = defs_ref.partition(":")
     defs = getattr(importlib.import_module(module), attr)
     assets = list(defs.assets or []) + list(defs.asset_checks or [])
     todo = [dg.AssetKey.from_user_string(k) for k in keys]
-    sink = open(log_path, "a", buffering=1) if log_path else io.StringIO()  # noqa: SIM115 (closed below)
     t0 = time.perf_counter()
     try:
-        with dg.DagsterInstance.from_ref(instance_ref) as instance, contextlib.redirect_stdout(sink), \
-                contextlib.redirect_stderr(sink):
+        with contextlib.ExitStack() as stack:
+            if log_path:
+                sink = stack.enter_context(open(log_path, "a", buffering=1))
+                stack.enter_context(contextlib.redirect_stdout(sink))
+                stack.enter_context(contextlib.redirect_stderr(sink))
+            instance = stack.enter_context(dg.DagsterInstance.from_ref(instance_ref))
             result = _materialize_one(assets, todo, pk, instance, resources, log_level)
         return {"ok": result.success, "run_id": result.run_id, "seconds": round(time.perf_counter() - t0, 2)}
     except Exception as exc:  # returned as text: Dagster's exceptions do not always pickle
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "seconds": round(time.perf_counter() - t0, 2)}
-    finally:
-        sink.close()
 
 
 @contextlib.contextmanager
