@@ -115,15 +115,10 @@ def missing_fan_in(
             ppdef = graph.get(parent).partitions_def
             if ppdef is None or ppdef == graph.get(key).partitions_def:
                 continue
-            if partition is None:
-                # An unpartitioned summary (paper statistics) works on whatever exists, but needs something.
-                have = [pp for pp in ppdef.get_partition_keys() if _latest_ts(instance, parent, pp) is not None]
-                if not have:
-                    out.setdefault(key, []).extend(ppdef.get_partition_keys())
-                continue
-            arms = [a for a in ppdef.get_partition_keys() if "." in a and parse_arm_key(a).experiment == partition]
-            missing = [a for a in arms if _latest_ts(instance, parent, a) is None]
-            if missing:
+            mapped = _parent_partitions(graph, parent, key, partition)
+            missing = [pp for pp in mapped if _latest_ts(instance, parent, pp) is None]
+            # An unpartitioned summary (paper statistics) works on whatever exists, but needs something.
+            if missing and (partition is not None or len(missing) == len(mapped)):
                 out.setdefault(key, []).extend(missing)
     return out
 
